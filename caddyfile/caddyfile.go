@@ -1,0 +1,373 @@
+// Package caddyfile parses the license_gate Caddyfile directive into the
+// module's configuration and registers the directive with its order
+// (after basic_auth, so before reverse_proxy and the other handlers).
+package caddyfile
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/licensegate/licensegate/module"
+)
+
+// Directive is the directive's name.
+const Directive = "license_gate"
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective(Directive, parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder(Directive, httpcaddyfile.After, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	return Parse(h.Dispenser)
+}
+
+// Parse reads one license_gate directive (the dispenser positioned on it)
+// into a Gate. Unknown options and bad values are errors naming the line.
+func Parse(d *caddyfile.Dispenser) (*module.Gate, error) {
+	g := new(module.Gate)
+	d.Next() // the directive name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if err := parseOption(d, g, opt); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+func parseOption(d *caddyfile.Dispenser, g *module.Gate, opt string) error {
+	switch opt {
+	case "jwks_url":
+		return appendArgs(d, &g.JWKSURLs)
+	case "oidc_issuer":
+		return appendArgs(d, &g.OIDCIssuers)
+	case "jwks_file":
+		return appendArgs(d, &g.JWKSFiles)
+	case "issuer":
+		return appendArgs(d, &g.Issuers)
+	case "audience":
+		return appendArgs(d, &g.Audiences)
+	case "algorithms":
+		return appendArgs(d, &g.Algorithms)
+	case "refresh":
+		return durationArg(d, &g.Refresh)
+	case "kid_refresh_interval":
+		return durationArg(d, &g.KidRefreshInterval)
+	case "jwks_timeout":
+		return durationArg(d, &g.JWKSTimeout)
+	case "session_ttl":
+		return durationArg(d, &g.SessionTTL)
+	case "leeway":
+		var l caddy.Duration
+		if err := durationArg(d, &l); err != nil {
+			return err
+		}
+		g.Leeway = &l
+	case "jwks_max_size":
+		return sizeArg(d, &g.JWKSMaxSize)
+	case "max_token_size":
+		return sizeArg(d, &g.MaxTokenSize)
+	case "secret":
+		return oneArg(d, &g.Secret)
+	case "require_item":
+		return oneArg(d, &g.RequireItem)
+	case "on_store_error":
+		if err := oneArg(d, &g.OnStoreError); err != nil {
+			return err
+		}
+		if g.OnStoreError != "fail_closed" && g.OnStoreError != "fail_open" {
+			return d.Errf("on_store_error must be fail_closed or fail_open, not %q", g.OnStoreError)
+		}
+	case "cache_size":
+		var n int64
+		if err := intArg(d, &n, 1); err != nil {
+			return err
+		}
+		g.CacheSize = int(n)
+	case "cost":
+		var n int64
+		if err := intArg(d, &n, 0); err != nil {
+			return err
+		}
+		g.Cost = &n
+	case "token_from":
+		srcs, err := sources(d, true)
+		if err != nil {
+			return err
+		}
+		g.TokenFrom = &srcs[0]
+	case "version_from":
+		srcs, err := sources(d, false)
+		if err != nil {
+			return err
+		}
+		g.VersionFrom = append(g.VersionFrom, srcs...)
+	case "hardware_from":
+		srcs, err := sources(d, false)
+		if err != nil {
+			return err
+		}
+		g.HardwareFrom = append(g.HardwareFrom, srcs...)
+	case "match_claim":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Err("match_claim needs a claim name and a value")
+		}
+		g.MatchClaims = append(g.MatchClaims, module.ClaimRule{Claim: args[0], Value: args[1]})
+	case "claims":
+		return parseClaims(d, g)
+	case "store":
+		return parseStore(d, g)
+	case "refund_on":
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Err("refund_on needs statuses, such as 5xx or 502")
+		}
+		for _, a := range args {
+			if !validStatusMatch(a) {
+				return d.Errf("refund_on: %q is neither a status nor a class like 5xx", a)
+			}
+		}
+		g.RefundOn = append(g.RefundOn, args...)
+	case "shadow":
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		g.Shadow = true
+	case "pass_preflight":
+		on := true
+		if d.NextArg() {
+			switch d.Val() {
+			case "on", "true":
+			case "off", "false":
+				on = false
+			default:
+				return d.Errf("pass_preflight takes on or off, not %q", d.Val())
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		}
+		g.PassPreflight = &on
+	case "status":
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Err("status needs an error code and an HTTP status")
+		}
+		st, err := strconv.Atoi(args[1])
+		if err != nil || st < 200 || st > 599 {
+			return d.Errf("status: %q is not an HTTP status", args[1])
+		}
+		if !module.ValidCode(args[0]) {
+			return d.Errf("status: unknown error code %q", args[0])
+		}
+		if g.Status == nil {
+			g.Status = make(map[string]int)
+		}
+		g.Status[args[0]] = st
+	default:
+		return d.Errf("unknown license_gate option %q", opt)
+	}
+	return nil
+}
+
+func parseClaims(d *caddyfile.Dispenser, g *module.Gate) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if g.Claims == nil {
+		g.Claims = make(map[string]string)
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		role := d.Val()
+		var name string
+		if err := oneArg(d, &name); err != nil {
+			return err
+		}
+		if !module.ValidClaimRole(role) {
+			return d.Errf("claims: unknown role %q", role)
+		}
+		g.Claims[role] = name
+	}
+	return nil
+}
+
+func parseStore(d *caddyfile.Dispenser, g *module.Gate) error {
+	if !d.NextArg() {
+		return d.Err("store needs a type: memory or redis")
+	}
+	sc := &module.StoreConfig{Type: d.Val()}
+	if sc.Type != "memory" && sc.Type != "redis" {
+		return d.Errf("unknown store type %q (memory or redis)", sc.Type)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if sc.Type == "memory" {
+			return d.Errf("the memory store takes no options")
+		}
+		switch opt := d.Val(); opt {
+		case "addresses", "address":
+			if err := appendArgs(d, &sc.Addresses); err != nil {
+				return err
+			}
+		case "master_name":
+			if err := oneArg(d, &sc.MasterName); err != nil {
+				return err
+			}
+		case "username":
+			if err := oneArg(d, &sc.Username); err != nil {
+				return err
+			}
+		case "password":
+			if err := oneArg(d, &sc.Password); err != nil {
+				return err
+			}
+		case "db":
+			var n int64
+			if err := intArg(d, &n, 0); err != nil {
+				return err
+			}
+			sc.DB = int(n)
+		case "tls":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			sc.TLS = true
+		case "timeout":
+			if err := durationArg(d, &sc.Timeout); err != nil {
+				return err
+			}
+		case "pool_size":
+			var n int64
+			if err := intArg(d, &n, 1); err != nil {
+				return err
+			}
+			sc.PoolSize = int(n)
+		case "prefix":
+			if err := oneArg(d, &sc.Prefix); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unknown store option %q", opt)
+		}
+	}
+	g.Store = sc
+	return nil
+}
+
+func appendArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur < 0 {
+		return d.Errf("bad duration %q", s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, dst *int64, min int64) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < min {
+		return d.Errf("%s: %q is not an integer ≥ %d", d.Val(), s, min)
+	}
+	*dst = n
+	return nil
+}
+
+func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, ok := parseSize(s)
+	if !ok {
+		return d.Errf("bad size %q (such as 16KiB, 1MiB or 4096)", s)
+	}
+	*dst = n
+	return nil
+}
+
+// parseSize reads "4096", "16KiB", "16KB", "1MiB", "1MB" (KB and MB are
+// read as binary units, as is usual for these limits).
+func parseSize(s string) (int64, bool) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"K", 1 << 10}, {"M", 1 << 20}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, false
+	}
+	return n * mult, true
+}
+
+// sources reads "<header|query|cookie> <name>" pairs; token_from takes
+// exactly one.
+func sources(d *caddyfile.Dispenser, single bool) ([]module.ValueSource, error) {
+	args := d.RemainingArgs()
+	if len(args) == 0 || len(args)%2 != 0 || (single && len(args) != 2) {
+		return nil, d.Errf("expected <header|query|cookie> <name>")
+	}
+	var out []module.ValueSource
+	for i := 0; i < len(args); i += 2 {
+		switch args[i] {
+		case "header", "query", "cookie":
+		default:
+			return nil, d.Errf("unknown source %q (header, query or cookie)", args[i])
+		}
+		out = append(out, module.ValueSource{From: args[i], Name: args[i+1]})
+	}
+	return out, nil
+}
+
+func validStatusMatch(s string) bool {
+	if len(s) == 3 && s[0] >= '1' && s[0] <= '5' && strings.EqualFold(s[1:], "xx") {
+		return true
+	}
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 100 && n <= 599
+}

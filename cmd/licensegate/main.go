@@ -1,0 +1,15 @@
+// Command licensegate is Caddy with its standard modules plus the licensegate
+// module, the license_gate directive and the license-* subcommands.
+package main
+
+import (
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/licensegate/licensegate"
+)
+
+func main() {
+	caddycmd.Main()
+}

@@ -1,0 +1,427 @@
+// Package module is the Caddy HTTP handler http.handlers.license_gate: it
+// verifies license JWTs against the issuer's keys, runs the policy checks,
+// charges credits in the counter store, and either passes the request on or
+// answers with a 10Duke-style error body.
+package module
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+func init() {
+	caddy.RegisterModule(Gate{})
+}
+
+// Defaults of the options.
+const (
+	DefaultRefresh       = 15 * time.Minute
+	DefaultLeeway        = 30 * time.Second
+	DefaultMaxTokenSize  = 16 << 10
+	DefaultSessionTTL    = 15 * time.Minute
+	DefaultCacheSize     = 20000
+	DefaultJWKSMaxSize   = 1 << 20
+	DefaultJWKSTimeout   = 5 * time.Second
+	DefaultKidRefresh    = 10 * time.Second
+	defaultCacheTTL      = 5 * time.Minute
+	storeRetryAfter      = 5 * time.Second
+	defaultRetryInitial  = time.Second
+	defaultVersionHeader = "X-Client-Version"
+	defaultHardwareHdr   = "X-Hardware-Id"
+)
+
+// Gate is the license_gate handler. It verifies a bearer license or access
+// JWT against the configured keys, enforces the license's validity window
+// and constraints, charges credits, and passes the request to the next
+// handler, or rejects it with a 10Duke-style JSON error body.
+type Gate struct {
+	// JWKSURLs are key set URLs, refreshed every Refresh; a token naming an
+	// unknown kid triggers one early, rate-limited refresh.
+	JWKSURLs []string `json:"jwks_urls,omitempty"`
+	// OIDCIssuers are OpenID issuers: their discovery document gives the
+	// jwks_uri, and each is also accepted (and required, when no other
+	// issuer is configured) as iss.
+	OIDCIssuers []string `json:"oidc_issuers,omitempty"`
+	// JWKSFiles are key set (or single JWK) files read at provisioning.
+	JWKSFiles []string `json:"jwks_files,omitempty"`
+	// Refresh is the periodic key set refresh interval. Default 15m.
+	Refresh caddy.Duration `json:"refresh,omitempty"`
+	// KidRefreshInterval is the least time between two refreshes caused
+	// by unknown kids. Default 10s.
+	KidRefreshInterval caddy.Duration `json:"kid_refresh_interval,omitempty"`
+	// JWKSTimeout bounds one key set fetch. Default 5s.
+	JWKSTimeout caddy.Duration `json:"jwks_timeout,omitempty"`
+	// JWKSMaxSize caps a key set response in bytes. Default 1 MiB.
+	JWKSMaxSize int64 `json:"jwks_max_size,omitempty"`
+
+	// Issuers: when set, iss must equal one of them.
+	Issuers []string `json:"issuers,omitempty"`
+	// Audiences: when set, aud must contain one of them.
+	Audiences []string `json:"audiences,omitempty"`
+	// Algorithms is the allowlist; default every asymmetric algorithm
+	// (plus HS256/384/512 when a secret is set).
+	Algorithms []string `json:"algorithms,omitempty"`
+	// Secret is the HMAC key for HS* tokens; placeholders such as
+	// {env.LICENSE_HMAC} are replaced at provisioning. Never logged.
+	Secret string `json:"secret,omitempty"`
+	// Leeway is the clock skew allowed on exp, nbf, ibb and ibe. Default 30s.
+	Leeway *caddy.Duration `json:"leeway,omitempty"`
+	// MaxTokenSize caps the token in bytes, checked before any decoding.
+	// Default 16 KiB.
+	MaxTokenSize int64 `json:"max_token_size,omitempty"`
+	// TokenFrom is where the token is read. Default: header Authorization
+	// (Bearer scheme, case-insensitive).
+	TokenFrom *ValueSource `json:"token_from,omitempty"`
+	// CacheSize bounds the verified-token cache. Default 20000.
+	CacheSize int `json:"cache_size,omitempty"`
+
+	// RequireItem is the licensed item this route needs.
+	RequireItem string `json:"require_item,omitempty"`
+	// Cost is the credits charged per request. Default 1.
+	Cost *int64 `json:"cost,omitempty"`
+	// VersionFrom are the sources of the client version, tried in order.
+	// Default: header X-Client-Version, then query version.
+	VersionFrom []ValueSource `json:"version_from,omitempty"`
+	// HardwareFrom are the sources of the hardware id, tried in order.
+	// Default: header X-Hardware-Id, then query hw.
+	HardwareFrom []ValueSource `json:"hardware_from,omitempty"`
+	// MatchClaims are equality rules: the claim must equal the value,
+	// whose placeholders are replaced per request.
+	MatchClaims []ClaimRule `json:"match_claims,omitempty"`
+	// Claims renames claim roles (credits, credits_key, items, product,
+	// ver, hw, ip, seats, ibb, ibe, lic) to the names tokens use.
+	Claims map[string]string `json:"claims,omitempty"`
+
+	// Store configures the counter store; nil is the in-memory store.
+	Store *StoreConfig `json:"store,omitempty"`
+	// OnStoreError is fail_closed (default: 503) or fail_open.
+	OnStoreError string `json:"on_store_error,omitempty"`
+	// RefundOn lists upstream statuses ("5xx", "502") whose credits are
+	// given back.
+	RefundOn []string `json:"refund_on,omitempty"`
+	// SessionTTL is how long a seat is held after its last request.
+	// Default 15m.
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+	// Shadow evaluates and logs, but never rejects.
+	Shadow bool `json:"shadow,omitempty"`
+	// PassPreflight lets CORS preflight requests through unchecked.
+	// Default true.
+	PassPreflight *bool `json:"pass_preflight,omitempty"`
+	// Status overrides the HTTP status per error code.
+	Status map[string]int `json:"status,omitempty"`
+
+	logger         *zap.Logger
+	verifier       *verifier
+	rules          policy.Rules
+	matchValues    []string
+	store          policy.Counters
+	storeKey       string
+	keyKeys        []string
+	statusOverride map[policy.Code]int
+	bodyPrefix     string
+	tokenFrom      ValueSource
+	maxTokenSize   int
+	cost           int64
+	sessionTTL     time.Duration
+	failOpen       bool
+	passPreflight  bool
+	refund         []statusMatch
+	now            func() time.Time
+}
+
+// ClaimRule is one match_claim rule.
+type ClaimRule struct {
+	// Claim is the claim name.
+	Claim string `json:"claim"`
+	// Value is compared with the claim; it may hold placeholders.
+	Value string `json:"value"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Gate) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.license_gate",
+		New: func() caddy.Module { return new(Gate) },
+	}
+}
+
+// Provision loads keys, builds the verifier, the rules and the store.
+func (g *Gate) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	if err := g.provisionOptions(); err != nil {
+		return err
+	}
+	if err := g.provisionVerifier(); err != nil {
+		return err
+	}
+	return g.provisionStore()
+}
+
+func (g *Gate) provisionOptions() error {
+	leeway := DefaultLeeway
+	if g.Leeway != nil {
+		leeway = time.Duration(*g.Leeway)
+	}
+	if leeway < 0 {
+		return fmt.Errorf("leeway must not be negative")
+	}
+	g.rules = policy.Rules{RequireItem: g.RequireItem, Leeway: leeway}
+	for _, m := range g.MatchClaims {
+		if m.Claim == "" {
+			return fmt.Errorf("match_claim needs a claim name")
+		}
+		g.rules.MatchClaims = append(g.rules.MatchClaims, m.Claim)
+		g.matchValues = append(g.matchValues, m.Value)
+	}
+	g.bodyPrefix = "license"
+	if g.RequireItem != "" {
+		g.bodyPrefix = g.RequireItem
+	}
+	g.maxTokenSize = DefaultMaxTokenSize
+	if g.MaxTokenSize < 0 {
+		return fmt.Errorf("max_token_size must be positive")
+	}
+	if g.MaxTokenSize > 0 {
+		g.maxTokenSize = int(g.MaxTokenSize)
+	}
+	g.tokenFrom = ValueSource{From: "header", Name: "Authorization"}
+	if g.TokenFrom != nil {
+		g.tokenFrom = *g.TokenFrom
+	}
+	if err := g.tokenFrom.validate(); err != nil {
+		return fmt.Errorf("token_from: %w", err)
+	}
+	if len(g.VersionFrom) == 0 {
+		g.VersionFrom = []ValueSource{{From: "header", Name: defaultVersionHeader}, {From: "query", Name: "version"}}
+	}
+	if len(g.HardwareFrom) == 0 {
+		g.HardwareFrom = []ValueSource{{From: "header", Name: defaultHardwareHdr}, {From: "query", Name: "hw"}}
+	}
+	for i := range g.VersionFrom {
+		if err := g.VersionFrom[i].validate(); err != nil {
+			return fmt.Errorf("version_from: %w", err)
+		}
+	}
+	for i := range g.HardwareFrom {
+		if err := g.HardwareFrom[i].validate(); err != nil {
+			return fmt.Errorf("hardware_from: %w", err)
+		}
+	}
+	g.cost = 1
+	if g.Cost != nil {
+		g.cost = *g.Cost
+	}
+	if g.cost < 0 {
+		return fmt.Errorf("cost must not be negative")
+	}
+	g.sessionTTL = DefaultSessionTTL
+	if g.SessionTTL > 0 {
+		g.sessionTTL = time.Duration(g.SessionTTL)
+	}
+	switch g.OnStoreError {
+	case "", "fail_closed":
+	case "fail_open":
+		g.failOpen = true
+	default:
+		return fmt.Errorf("on_store_error must be fail_closed or fail_open, not %q", g.OnStoreError)
+	}
+	g.passPreflight = g.PassPreflight == nil || *g.PassPreflight
+	g.statusOverride = make(map[policy.Code]int, len(g.Status))
+	for code, st := range g.Status {
+		if !policy.Code(code).Valid() {
+			return fmt.Errorf("status: unknown error code %q", code)
+		}
+		if st < 200 || st > 599 {
+			return fmt.Errorf("status: %d is not an HTTP status", st)
+		}
+		g.statusOverride[policy.Code(code)] = st
+	}
+	var err error
+	if g.refund, err = parseStatusMatches(g.RefundOn); err != nil {
+		return fmt.Errorf("refund_on: %w", err)
+	}
+	return nil
+}
+
+func (g *Gate) provisionVerifier() error {
+	if len(g.JWKSURLs)+len(g.OIDCIssuers)+len(g.JWKSFiles) == 0 && g.Secret == "" {
+		return fmt.Errorf("no key source: set jwks_url, oidc_issuer, jwks_file or secret")
+	}
+	repl := caddy.NewReplacer()
+	secret := repl.ReplaceAll(g.Secret, "")
+	if g.Secret != "" && secret == "" {
+		return fmt.Errorf("secret is empty after replacing placeholders")
+	}
+	algs, err := algorithmsFor(g.Algorithms, secret != "")
+	if err != nil {
+		return err
+	}
+	names := policy.DefaultClaimNames()
+	for role, name := range g.Claims {
+		if err := names.Set(role, name); err != nil {
+			return fmt.Errorf("claims: %w", err)
+		}
+	}
+	v := &verifier{
+		names:    names,
+		cache:    newTokenCache(cmpOr(g.CacheSize, DefaultCacheSize)),
+		cacheTTL: defaultCacheTTL,
+		leeway:   g.rules.Leeway,
+		issuers:  slices.Concat(g.Issuers, g.OIDCIssuers),
+	}
+	if secret != "" {
+		v.secret = []byte(secret)
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(algs),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(g.rules.Leeway),
+		jwt.WithJSONNumber(),
+		jwt.WithTimeFunc(func() time.Time { return g.now() }),
+	}
+	if len(g.Audiences) > 0 {
+		opts = append(opts, jwt.WithAudience(g.Audiences...))
+	}
+	v.parser = jwt.NewParser(opts...)
+
+	for _, path := range g.JWKSFiles {
+		src, err := loadKeyFile(repl.ReplaceAll(path, ""), g.logger)
+		if err != nil {
+			return err
+		}
+		v.sources = append(v.sources, src)
+	}
+	refresh := DefaultRefresh
+	if g.Refresh > 0 {
+		refresh = time.Duration(g.Refresh)
+	}
+	if refresh < defaultCacheTTL {
+		v.cacheTTL = refresh
+	}
+	base := remoteOptions{
+		refresh:      refresh,
+		minEarly:     durationOr(g.KidRefreshInterval, DefaultKidRefresh),
+		timeout:      durationOr(g.JWKSTimeout, DefaultJWKSTimeout),
+		maxBytes:     cmpOr(g.JWKSMaxSize, DefaultJWKSMaxSize),
+		retryInitial: defaultRetryInitial,
+	}
+	add := func(url string, discovery bool) error {
+		o := base
+		o.url, o.discovery = repl.ReplaceAll(url, ""), discovery
+		if !strings.HasPrefix(o.url, "https://") && !strings.HasPrefix(o.url, "http://") {
+			return fmt.Errorf("key source %q is not an http(s) URL", o.url)
+		}
+		val, _, err := keyPool.LoadOrNew(o.poolKey(), func() (caddy.Destructor, error) {
+			return newRemoteKeys(o), nil
+		})
+		if err != nil {
+			return err
+		}
+		g.keyKeys = append(g.keyKeys, o.poolKey())
+		v.sources = append(v.sources, val.(*remoteKeys))
+		return nil
+	}
+	for _, u := range g.JWKSURLs {
+		if err := add(u, false); err != nil {
+			return err
+		}
+	}
+	for _, u := range g.OIDCIssuers {
+		if err := add(u, true); err != nil {
+			return err
+		}
+	}
+	g.verifier = v
+	return nil
+}
+
+// Cleanup releases the shared key sets and store.
+func (g *Gate) Cleanup() error {
+	for _, k := range g.keyKeys {
+		_, _ = keyPool.Delete(k)
+	}
+	g.keyKeys = nil
+	if g.storeKey != "" {
+		_, _ = storePool.Delete(g.storeKey)
+		g.storeKey = ""
+	}
+	return nil
+}
+
+// statusMatch is one refund_on entry: an exact status or a class (5xx).
+type statusMatch struct{ lo, hi int }
+
+func parseStatusMatches(list []string) ([]statusMatch, error) {
+	var out []statusMatch
+	for _, s := range list {
+		if len(s) == 3 && (s[1] == 'x' || s[1] == 'X') && (s[2] == 'x' || s[2] == 'X') && s[0] >= '1' && s[0] <= '5' {
+			c := int(s[0]-'0') * 100
+			out = append(out, statusMatch{c, c + 99})
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 100 || n > 599 {
+			return nil, fmt.Errorf("%q is neither a status nor a class like 5xx", s)
+		}
+		out = append(out, statusMatch{n, n})
+	}
+	return out, nil
+}
+
+func (g *Gate) refundFor(status int) bool {
+	for _, m := range g.refund {
+		if status >= m.lo && status <= m.hi {
+			return true
+		}
+	}
+	return false
+}
+
+func cmpOr[T int | int64](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+func durationOr(d caddy.Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return def
+}
+
+// clientIP reads Caddy's client_ip (which honours trusted_proxies).
+func clientIP(r *http.Request) netip.Addr {
+	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Gate)(nil)
+	_ caddy.CleanerUpper          = (*Gate)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Gate)(nil)
+)

@@ -1,0 +1,47 @@
+package module
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The gate's metrics. Labels never carry a license, a subject or an
+// address: result is allowed, rejected, shadow or passed (store failing
+// open), code a reject code or "" for allowed.
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "licensegate_requests_total",
+		Help: "Requests judged by license_gate, by result and reject code.",
+	}, []string{"result", "code"})
+	storeSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "licensegate_store_seconds",
+		Help:    "Time of one counter store round trip.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+	})
+	jwksRefreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "licensegate_jwks_refresh_total",
+		Help: "Key set fetches, by result (ok or error).",
+	}, []string{"result"})
+	cacheHits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "licensegate_verified_cache_hits_total",
+		Help: "Requests whose token was found in the verified-token cache.",
+	})
+)
+
+// registerMetrics adds the collectors to a Caddy metrics registry; doing
+// it again (several gates, reloads) is harmless.
+func registerMetrics(reg *prometheus.Registry) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package module
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// rejectIssuer is the iss of reject bodies.
+const rejectIssuer = "licensegate"
+
+// statusFor is the status to answer a reject with, after the operator's
+// overrides.
+func (g *Gate) statusFor(rej *policy.Reject) int {
+	if s, ok := g.statusOverride[rej.Code]; ok {
+		return s
+	}
+	if rej.Status != 0 {
+		return rej.Status
+	}
+	return rej.Code.Status()
+}
+
+// writeReject answers with the 10Duke-style body of DESIGN.md. It is the
+// only place a reject becomes a response.
+func (g *Gate) writeReject(w http.ResponseWriter, rej *policy.Reject, status int, now time.Time) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer error="invalid_token", error_description=`+quoteHeader(rej.Detail))
+	}
+	if rej.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((rej.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(rejectBody(g.bodyPrefix, rej, now))
+}
+
+// rejectBody renders the body; prefix is the route's item or "license".
+func rejectBody(prefix string, rej *policy.Reject, now time.Time) []byte {
+	b := make([]byte, 0, 256)
+	field := func(name, value string) {
+		b = append(b, '"')
+		b = append(b, prefix...)
+		b = append(b, name...)
+		b = append(b, `": `...)
+		b = appendJSONString(b, value)
+		b = append(b, ",\n  "...)
+	}
+	b = append(b, "{\n  "...)
+	field("_errorCode", string(rej.Code))
+	field("_errorKey", string(rej.Code))
+	field("_errorMessage", rej.Code.Message())
+	field("_errorTechnical", rej.Detail)
+	b = append(b, `"iss": "`+rejectIssuer+`",`+"\n  "+`"iat": `...)
+	b = strconv.AppendInt(b, now.Unix(), 10)
+	b = append(b, "\n}\n"...)
+	return b
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	enc, err := json.Marshal(s)
+	if err != nil {
+		return append(b, `""`...)
+	}
+	return append(b, enc...)
+}
+
+// quoteHeader renders s as an RFC 7230 quoted-string with only visible
+// ASCII, so a detail can never break the header.
+func quoteHeader(s string) string {
+	var sb strings.Builder
+	sb.WriteByte('"')
+	for i := 0; i < len(s) && i < 200; i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			sb.WriteByte('\\')
+			sb.WriteByte(c)
+		case c >= 0x20 && c < 0x7f:
+			sb.WriteByte(c)
+		default:
+			sb.WriteByte(' ')
+		}
+	}
+	sb.WriteByte('"')
+	return sb.String()
+}

@@ -1,0 +1,300 @@
+package module
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// Response headers set on allowed requests of tokens with credits.
+const (
+	HeaderCreditsRemaining = "X-License-Credits-Remaining"
+	HeaderCreditsLimit     = "X-License-Credits-Limit"
+)
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if g.passPreflight && r.Method == http.MethodOptions &&
+		r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
+		return next.ServeHTTP(w, r)
+	}
+	now := g.now()
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	tok, why := tokenFrom(g.tokenFrom, r)
+	if tok == "" {
+		return g.deny(w, r, next, repl, nil, policy.Rejectf(policy.CodeNotAuthorized, "%s", why), now)
+	}
+	if len(tok) > g.maxTokenSize {
+		return g.deny(w, r, next, repl, nil, policy.Rejectf(policy.CodeNotAuthorized,
+			"token of %d bytes exceeds max_token_size %d", len(tok), g.maxTokenSize), now)
+	}
+	ent, rej := g.verifier.verify(r.Context(), tok, now)
+	if rej != nil {
+		return g.deny(w, r, next, repl, ent, rej, now)
+	}
+	lic := ent.lic
+	q := policy.Request{Now: now}
+	if lic.IPs != nil {
+		q.ClientIP = clientIP(r)
+	}
+	if lic.Versions != nil {
+		q.Version, q.VersionSent = readFirst(g.VersionFrom, r)
+	}
+	if lic.HasHardware || lic.Seats > 0 {
+		q.Hardware, q.HardwareSent = readFirst(g.HardwareFrom, r)
+	}
+	if len(g.matchValues) > 0 {
+		q.MatchValues = make([]string, len(g.matchValues))
+		for i, v := range g.matchValues {
+			if repl != nil {
+				v = repl.ReplaceAll(v, "")
+			}
+			q.MatchValues[i] = v
+		}
+	}
+	if rej := g.rules.Check(lic, &q); rej != nil {
+		return g.deny(w, r, next, repl, ent, rej, now)
+	}
+
+	info := &licenseInfo{lic: lic}
+	var charged int64
+	if lic.HasCredits || lic.Seats > 0 || lic.CountKey != "" {
+		if lic.CountKey == "" {
+			return g.deny(w, r, next, repl, ent, policy.Rejectf(policy.CodeNotAuthorized,
+				"the token limits credits or seats but has no %s claim to count them by", g.verifier.names.CreditsKey), now)
+		}
+		c := policy.Charge{Key: lic.CountKey, Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: q.Hardware,
+			SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now}
+		if lic.HasCredits {
+			c.Limit = lic.Credits
+		}
+		start := time.Now()
+		res, err := g.store.Charge(r.Context(), &c)
+		storeSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			g.logger.Error("counter store failed", zap.Error(err), zap.Bool("fail_open", g.failOpen),
+				zap.String("jti", lic.ID), zap.String("lic", lic.LicenseID))
+			if !g.failOpen {
+				return g.deny(w, r, next, repl, ent, &policy.Reject{Code: policy.CodeServiceUnavailable,
+					Status: http.StatusServiceUnavailable, Detail: "the counter store is unavailable",
+					RetryAfter: storeRetryAfter}, now)
+			}
+			requestsTotal.WithLabelValues("passed", string(policy.CodeServiceUnavailable)).Inc()
+			info.errorCode = string(policy.CodeServiceUnavailable)
+			g.setPlaceholders(repl, info)
+			return next.ServeHTTP(w, r)
+		}
+		switch res.Outcome {
+		case policy.Revoked:
+			return g.deny(w, r, next, repl, ent, policy.Rejectf(policy.CodeNotAuthorized, "the license has been revoked"), now)
+		case policy.CreditsExhausted:
+			return g.deny(w, r, next, repl, ent, policy.Rejectf(policy.CodeMaxUseCountExceed,
+				"used %d of %d credits, request costs %d", res.Used, c.Limit, c.Cost), now)
+		case policy.SeatsFull:
+			return g.deny(w, r, next, repl, ent, &policy.Reject{Code: policy.CodeMaxConcurrentSessions,
+				Status: http.StatusTooManyRequests, RetryAfter: max(res.RetryAfter, time.Second),
+				Detail: fmt.Sprintf("all %d seats are held by other devices", lic.Seats)}, now)
+		}
+		if lic.HasCredits {
+			charged = c.Cost
+			info.hasCredits = true
+			info.remaining = policy.Remaining(lic.Credits, res.Used)
+			h := w.Header()
+			h.Set(HeaderCreditsRemaining, strconv.FormatInt(info.remaining, 10))
+			h.Set(HeaderCreditsLimit, strconv.FormatInt(lic.Credits, 10))
+		}
+	}
+	g.setPlaceholders(repl, info)
+	requestsTotal.WithLabelValues("allowed", "").Inc()
+	if ce := g.logger.Check(zapcore.DebugLevel, "license allowed"); ce != nil {
+		ce.Write(zap.String("sub", lic.Subject), zap.String("jti", lic.ID), zap.String("lic", lic.LicenseID),
+			zap.String("kid", ent.kid), zap.String("item", g.RequireItem))
+	}
+	if charged == 0 || len(g.refund) == 0 {
+		return next.ServeHTTP(w, r)
+	}
+	return g.serveWithRefund(w, r, next, lic.CountKey, charged)
+}
+
+// serveWithRefund passes the request on and gives the credits back, once,
+// when the upstream answers with a refund_on status (or fails).
+func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key string, cost int64) error {
+	rec := &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	err := next.ServeHTTP(rec, r)
+	status := rec.status
+	if err != nil {
+		status = http.StatusInternalServerError
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode != 0 {
+			status = he.StatusCode
+		}
+	}
+	if status == 0 {
+		status = http.StatusOK
+	}
+	if g.refundFor(status) {
+		if rerr := g.store.Refund(context.WithoutCancel(r.Context()), key, cost); rerr != nil {
+			g.logger.Error("refund failed", zap.Error(rerr), zap.Int("status", status))
+		}
+	}
+	return err
+}
+
+// statusRecorder notes the final status written by the next handler.
+type statusRecorder struct {
+	*caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+// WriteHeader records the first final status.
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 && code >= 200 {
+		s.status = code
+	}
+	s.ResponseWriterWrapper.WriteHeader(code)
+}
+
+// Write records an implicit 200.
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriterWrapper.Write(b)
+}
+
+// deny logs and answers a reject, or, in shadow mode, logs it and passes
+// the request on.
+func (g *Gate) deny(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer,
+	ent *verified, rej *policy.Reject, now time.Time) error {
+	status := g.statusFor(rej)
+	var lic *policy.License
+	kid := ""
+	if ent != nil {
+		lic, kid = ent.lic, ent.kid
+	}
+	result := "rejected"
+	if g.Shadow {
+		result = "shadow"
+	}
+	requestsTotal.WithLabelValues(result, string(rej.Code)).Inc()
+	g.logReject(r, rej, status, lic, kid)
+	g.setPlaceholders(repl, &licenseInfo{lic: lic, errorCode: string(rej.Code)})
+	if g.Shadow {
+		return next.ServeHTTP(w, r)
+	}
+	g.writeReject(w, rej, status, now)
+	return nil
+}
+
+// logReject writes the one "license rejected" line; never the token.
+func (g *Gate) logReject(r *http.Request, rej *policy.Reject, status int, lic *policy.License, kid string) {
+	level := zapcore.InfoLevel
+	if rej.Code == policy.CodeServiceUnavailable {
+		level = zapcore.ErrorLevel
+	}
+	ce := g.logger.Check(level, "license rejected")
+	if ce == nil {
+		return
+	}
+	var sub, jti, licID, iss string
+	if lic != nil {
+		sub, jti, licID, iss = lic.Subject, lic.ID, lic.LicenseID, lic.Issuer
+	}
+	ce.Write(
+		zap.String("code", string(rej.Code)),
+		zap.Int("status", status),
+		zap.String("item", g.RequireItem),
+		zap.String("sub", sub),
+		zap.String("jti", jti),
+		zap.String("lic", licID),
+		zap.String("kid", kid),
+		zap.String("iss", iss),
+		zap.String("client_ip", clientIP(r).String()),
+		zap.String("method", r.Method),
+		zap.String("uri", g.loggableURI(r)),
+		zap.String("detail", rej.Detail),
+		zap.Bool("shadow", g.Shadow),
+	)
+}
+
+// loggableURI is the request URI without the token, when the token comes
+// from the query string.
+func (g *Gate) loggableURI(r *http.Request) string {
+	if g.tokenFrom.From != "query" || r.URL.RawQuery == "" {
+		return r.RequestURI
+	}
+	q := r.URL.Query()
+	if q.Has(g.tokenFrom.Name) {
+		q.Set(g.tokenFrom.Name, "REDACTED")
+	}
+	return r.URL.Path + "?" + q.Encode()
+}
+
+// licenseInfo backs the {http.license.*} placeholders of one request.
+type licenseInfo struct {
+	lic        *policy.License
+	hasCredits bool
+	remaining  int64
+	errorCode  string
+}
+
+const claimPlaceholderPrefix = "http.license.claim."
+
+// setPlaceholders registers the {http.license.*} placeholders and
+// {http.auth.user.id}, evaluated lazily.
+func (g *Gate) setPlaceholders(repl *caddy.Replacer, info *licenseInfo) {
+	if repl == nil {
+		return
+	}
+	repl.Map(info.replace)
+}
+
+// replace resolves one placeholder.
+func (p *licenseInfo) replace(key string) (any, bool) {
+	if !strings.HasPrefix(key, "http.") {
+		return nil, false
+	}
+	if key == "http.license.error_code" {
+		return p.errorCode, true
+	}
+	l := p.lic
+	if l == nil {
+		return nil, false
+	}
+	switch key {
+	case "http.license.sub", "http.auth.user.id":
+		return l.Subject, true
+	case "http.license.jti":
+		return l.ID, true
+	case "http.license.iss":
+		return l.Issuer, true
+	case "http.license.lic":
+		return l.LicenseID, true
+	case "http.license.credits_remaining":
+		if p.hasCredits {
+			return strconv.FormatInt(p.remaining, 10), true
+		}
+		return "", true
+	case "http.license.credits_limit":
+		if l.HasCredits {
+			return strconv.FormatInt(l.Credits, 10), true
+		}
+		return "", true
+	}
+	if name, ok := strings.CutPrefix(key, claimPlaceholderPrefix); ok {
+		s, _ := policy.ClaimString(l.Raw[name])
+		return s, true
+	}
+	return nil, false
+}

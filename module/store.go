@@ -1,0 +1,91 @@
+package module
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// StoreConfig selects and configures the counter store.
+type StoreConfig struct {
+	// Type is "memory" (the default: a single node) or "redis".
+	Type string `json:"type,omitempty"`
+	// Addresses of Redis: one is a single node, several a Cluster, or the
+	// Sentinels when MasterName is set. Default 127.0.0.1:6379.
+	Addresses []string `json:"addresses,omitempty"`
+	// MasterName selects Sentinel.
+	MasterName string `json:"master_name,omitempty"`
+	// Username for Redis ACLs; placeholders are replaced.
+	Username string `json:"username,omitempty"`
+	// Password for Redis; placeholders ({env.REDIS_PASSWORD},
+	// {file./run/secrets/redis}) are replaced. Never logged.
+	Password string `json:"password,omitempty"`
+	// DB is the database number (single node and Sentinel).
+	DB int `json:"db,omitempty"`
+	// TLS connects with TLS.
+	TLS bool `json:"tls,omitempty"`
+	// Timeout bounds each store operation. Default 100ms.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// PoolSize is the connection pool size per node.
+	PoolSize int `json:"pool_size,omitempty"`
+	// Prefix starts every key. Default "lg:".
+	Prefix string `json:"prefix,omitempty"`
+}
+
+// storePool shares stores across config reloads and between gates, so a
+// reload keeps the counts and reuses connections.
+var storePool = caddy.NewUsagePool()
+
+// memoryStore is the pooled in-memory store with its sweeper.
+type memoryStore struct {
+	*policy.Memory
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newMemoryStore() *memoryStore {
+	m := &memoryStore{Memory: policy.NewMemory(), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.stop:
+				return
+			case now := <-t.C:
+				m.Sweep(now)
+			}
+		}
+	}()
+	return m
+}
+
+// Destruct stops the sweeper; it implements caddy.Destructor.
+func (m *memoryStore) Destruct() error {
+	close(m.stop)
+	<-m.done
+	return nil
+}
+
+func (g *Gate) provisionStore() error {
+	sc := g.Store
+	if sc == nil || sc.Type == "" || sc.Type == "memory" {
+		g.storeKey = "memory"
+		val, _, err := storePool.LoadOrNew(g.storeKey, func() (caddy.Destructor, error) {
+			return newMemoryStore(), nil
+		})
+		if err != nil {
+			return err
+		}
+		g.store = val.(*memoryStore)
+		return nil
+	}
+	if sc.Type != "redis" {
+		return fmt.Errorf("store: unknown type %q (memory or redis)", sc.Type)
+	}
+	return g.provisionRedis(sc)
+}

@@ -1,0 +1,227 @@
+package module
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// asymmetricAlgs is the default allowlist: every asymmetric algorithm.
+var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// hmacAlgs may only be allowed together with an explicit secret.
+var hmacAlgs = []string{"HS256", "HS384", "HS512"}
+
+// maxKidLen bounds the kid a token may name.
+const maxKidLen = 256
+
+// keyRetryAfter is the Retry-After sent while no key could be loaded.
+const keyRetryAfter = 10 * time.Second
+
+// Errors of the key lookup; the parser wraps them in ErrTokenUnverifiable.
+var (
+	errNoKeys     = errors.New("no verification key has been loaded yet")
+	errUnknownKey = errors.New("no key of the key set fits the token's kid and alg")
+	errBadKid     = errors.New("kid must be a non-empty string of at most 256 characters")
+	errNoSecret   = errors.New("HMAC tokens need a configured secret")
+	errCrit       = errors.New("crit header parameters are not supported")
+	errTokenType  = errors.New("token typ is neither JWT nor at+jwt")
+)
+
+// verifier checks signatures and registered claims, and decodes the
+// license claims of tokens that pass. It is built once at provisioning and
+// safe for concurrent use.
+type verifier struct {
+	parser   *jwt.Parser
+	sources  []keySource
+	secret   []byte
+	issuers  []string
+	names    policy.ClaimNames
+	cache    *tokenCache
+	cacheTTL time.Duration
+	leeway   time.Duration
+}
+
+// verified is a cache entry: the decoded license and what the log needs.
+type verified struct {
+	lic     *policy.License
+	kid     string
+	expires time.Time // when the entry must be verified again
+}
+
+// tokenHash keys the verified-token cache.
+func tokenHash(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
+
+// verify returns the token's license, from the cache when the same token
+// was verified before (expiry is checked by the caller on every request).
+// On failure the returned entry (possibly nil) carries the kid for the log.
+func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*verified, *policy.Reject) {
+	h := tokenHash(tok)
+	if e := v.cache.get(h, now); e != nil {
+		cacheHits.Inc()
+		return e, nil
+	}
+	var kid string
+	claims := jwt.MapClaims{}
+	_, err := v.parser.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
+		var key any
+		var err error
+		kid, key, err = v.keyfunc(ctx, t)
+		return key, err
+	})
+	failed := &verified{kid: kid}
+	if err != nil {
+		return failed, rejectForParse(err)
+	}
+	lic, err := policy.Decode(claims, &v.names)
+	if err != nil {
+		var rej *policy.Reject
+		if errors.As(err, &rej) {
+			return failed, rej
+		}
+		return failed, policy.Rejectf(policy.CodeNotAuthorized, "claims: %v", err)
+	}
+	if len(v.issuers) > 0 && !slices.Contains(v.issuers, lic.Issuer) {
+		return failed, policy.Rejectf(policy.CodeNotAuthorized, "issuer %.100q is not accepted", lic.Issuer)
+	}
+	e := &verified{lic: lic, kid: kid, expires: now.Add(v.cacheTTL)}
+	if exp := lic.Expires.Add(v.leeway); exp.Before(e.expires) {
+		e.expires = exp
+	}
+	v.cache.put(h, e)
+	return e, nil
+}
+
+// keyfunc checks the header and finds the keys that may have signed the
+// token: only configured sources are consulted, never a key or URL the
+// token brings (jwk, jku, x5u, x5c are ignored).
+func (v *verifier) keyfunc(ctx context.Context, t *jwt.Token) (string, any, error) {
+	kidValue, hasKid := t.Header["kid"]
+	kid, isString := kidValue.(string)
+	if hasKid && (!isString || kid == "" || len(kid) > maxKidLen) {
+		return "", nil, errBadKid
+	}
+	if err := checkHeader(t.Header); err != nil {
+		return kid, nil, err
+	}
+	alg := t.Method.Alg()
+	if strings.HasPrefix(alg, "HS") {
+		if v.secret == nil {
+			return kid, nil, errNoSecret
+		}
+		return kid, v.secret, nil
+	}
+	var keys []any
+	for _, s := range v.sources {
+		keys = s.current().candidates(keys, kid, hasKid, alg)
+	}
+	if len(keys) == 0 && hasKid {
+		for _, s := range v.sources {
+			if s.refreshFor(ctx, kid) {
+				keys = s.current().candidates(keys, kid, true, alg)
+			}
+		}
+	}
+	switch len(keys) {
+	case 0:
+		for _, s := range v.sources {
+			if s.current() == nil {
+				return kid, nil, errNoKeys
+			}
+		}
+		return kid, nil, errUnknownKey
+	case 1:
+		return kid, keys[0], nil
+	}
+	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
+	for i, k := range keys {
+		set.Keys[i] = k
+	}
+	return kid, set, nil
+}
+
+// checkHeader refuses token types made for other purposes (RFC 8725
+// §3.11) and critical extensions the gate does not understand.
+func checkHeader(h map[string]any) error {
+	if _, ok := h["crit"]; ok {
+		return errCrit
+	}
+	typ, ok := h["typ"]
+	if !ok {
+		return nil
+	}
+	s, ok := typ.(string)
+	if !ok {
+		return errTokenType
+	}
+	s = strings.ToLower(s)
+	s = strings.TrimPrefix(s, "application/")
+	if s != "jwt" && s != "at+jwt" {
+		return errTokenType
+	}
+	return nil
+}
+
+// rejectForParse maps a golang-jwt error to the reject of DESIGN.md.
+func rejectForParse(err error) *policy.Reject {
+	switch {
+	case errors.Is(err, errNoKeys):
+		return &policy.Reject{Code: policy.CodeServiceUnavailable, Status: http.StatusServiceUnavailable,
+			Detail: "no verification key could be loaded from the key server yet", RetryAfter: keyRetryAfter}
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return policy.Rejectf(policy.CodeNotAuthorized, "malformed token: %s", clip(err.Error()))
+	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return policy.Rejectf(policy.CodeNotAuthorized, "token not verified: %s", clip(err.Error()))
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience),
+		errors.Is(err, jwt.ErrTokenRequiredClaimMissing), errors.Is(err, jwt.ErrTokenInvalidClaims) &&
+			!errors.Is(err, jwt.ErrTokenExpired) && !errors.Is(err, jwt.ErrTokenNotValidYet):
+		return policy.Rejectf(policy.CodeNotAuthorized, "claims not accepted: %s", clip(err.Error()))
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return policy.Rejectf(policy.CodeLicenseExpired, "token expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return &policy.Reject{Code: policy.CodeValidityNotStarted, Status: http.StatusForbidden, Detail: "token not valid yet (nbf)"}
+	}
+	return policy.Rejectf(policy.CodeNotAuthorized, "token not accepted: %s", clip(err.Error()))
+}
+
+// clip bounds a detail taken from an error text.
+func clip(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
+
+// algorithmsFor returns the configured allowlist, checked.
+func algorithmsFor(configured []string, haveSecret bool) ([]string, error) {
+	if len(configured) == 0 {
+		out := slices.Clone(asymmetricAlgs)
+		if haveSecret {
+			out = append(out, hmacAlgs...)
+		}
+		return out, nil
+	}
+	for _, a := range configured {
+		switch {
+		case slices.Contains(asymmetricAlgs, a):
+		case slices.Contains(hmacAlgs, a):
+			if !haveSecret {
+				return nil, fmt.Errorf("algorithm %s needs a secret", a)
+			}
+		default:
+			return nil, fmt.Errorf("unsupported algorithm %q (supported: %s %s)", a,
+				strings.Join(asymmetricAlgs, " "), strings.Join(hmacAlgs, " "))
+		}
+	}
+	return configured, nil
+}

@@ -1,0 +1,3 @@
+package module
+
+func (g *Gate) provisionRedis(sc *StoreConfig) error { return nil }

@@ -1,0 +1,93 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Charge is one request's counting work: check revocation, take a seat
+// and charge credits, atomically.
+type Charge struct {
+	// Key identifies the license in the store (the credits_key claim, jti
+	// by default). Revocation is looked up under the same key.
+	Key string
+	// Cost is the number of credits the request costs (≥ 0).
+	Cost int64
+	// Limit is the token's credits, or -1 when the token has none (then
+	// nothing is charged).
+	Limit int64
+	// Seats is the most distinct hardware ids at once, 0 for no limit.
+	Seats int64
+	// Hardware is the client's hardware id, for seats.
+	Hardware string
+	// SessionTTL is how long a seat is held after its last request.
+	SessionTTL time.Duration
+	// Expires is when the counters may be forgotten (exp plus leeway).
+	Expires time.Time
+	// Now is the time of the request.
+	Now time.Time
+}
+
+// Outcome is the store's verdict on a Charge.
+type Outcome int
+
+// The outcomes of a Charge.
+const (
+	Allowed Outcome = iota
+	Revoked
+	CreditsExhausted
+	SeatsFull
+)
+
+// Result is what a Charge did.
+type Result struct {
+	Outcome Outcome
+	// Used is the credits used after the charge (or, when exhausted, before).
+	Used int64
+	// RetryAfter is, for SeatsFull, the time until the oldest seat lapses.
+	RetryAfter time.Duration
+}
+
+// Usage is what the store holds about one license, for the admin API.
+type Usage struct {
+	Key          string `json:"key"`
+	Used         int64  `json:"credits_used"`
+	Revoked      bool   `json:"revoked"`
+	RevokedUntil int64  `json:"revoked_until,omitempty"`
+	Seats        int64  `json:"seats_in_use"`
+}
+
+// ErrStore is wrapped by every error of a store that could not be reached
+// or did not answer; the gate then fails closed or open.
+var ErrStore = errors.New("counter store unavailable")
+
+// Counters is a counter store. Implementations must be exact under
+// concurrency: across any number of callers (and, for shared stores, of
+// gateway instances) no more than Limit credits are ever charged, and no
+// request is refused while credit remains.
+type Counters interface {
+	// Charge checks revocation, then the seat, then the credits, and
+	// records the charge and the seat only when all pass.
+	Charge(ctx context.Context, c *Charge) (Result, error)
+	// Refund gives back cost credits charged to key.
+	Refund(ctx context.Context, key string, cost int64) error
+	// Revoke makes key rejected until the given time.
+	Revoke(ctx context.Context, key string, until time.Time) error
+	// Unrevoke lifts a revocation.
+	Unrevoke(ctx context.Context, key string) error
+	// Usage reports what is stored for key.
+	Usage(ctx context.Context, key string, now time.Time) (Usage, error)
+	// AdjustCredits changes key's used count: with reset, used becomes 0;
+	// otherwise used decreases by add (a top up; used may go negative,
+	// granting more than the token's credits). It returns the new used.
+	AdjustCredits(ctx context.Context, key string, add int64, reset bool, expires time.Time) (int64, error)
+}
+
+// Remaining is the credits left for a token with the given limit.
+func Remaining(limit, used int64) int64 {
+	if r := limit - used; r > 0 {
+		return r
+	}
+	return 0
+}

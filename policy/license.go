@@ -1,0 +1,297 @@
+package policy
+
+import (
+	"encoding/json"
+	"math"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// MaxCredits is the largest credits value accepted: counts must stay exact
+// in every store, and Redis's Lua numbers are doubles.
+const MaxCredits = 1<<53 - 1
+
+// License is a verified token's claims, decoded once (when the token is
+// first verified) into the shapes the checks need. A License is immutable
+// after Decode and is shared by every request that presents the token.
+type License struct {
+	Subject   string // sub
+	ID        string // jti
+	Issuer    string // iss
+	LicenseID string // lic (or its configured name)
+
+	Expires   time.Time // exp; required
+	NotBefore time.Time // nbf; zero when absent
+	IssuedAt  time.Time // iat; zero when absent
+	ValidFrom time.Time // ibb; zero when absent
+	ValidTill time.Time // ibe; zero when absent
+
+	// HasCredits tells whether the token carries a credits claim; Credits
+	// is then its budget (0 ≤ Credits ≤ MaxCredits).
+	HasCredits bool
+	Credits    int64
+	// CountKey is the value of the credits_key claim (jti by default); it
+	// keys the token's counters and its revocation. Empty when absent.
+	CountKey string
+
+	// Items are the licensed items from the items and product claims.
+	// "<item>": true claims are looked up in Raw by Check.
+	Items []string
+	// Versions are the allowed client version patterns; nil when no ver
+	// claim is present.
+	Versions []VersionPattern
+	// HasHardware tells whether the token is locked to Hardware.
+	HasHardware bool
+	Hardware    string
+	// IPs are the allowed client networks; nil when no ip claim is present.
+	IPs []netip.Prefix
+	// Seats is the most distinct hardware ids at once; 0 when absent.
+	Seats int64
+
+	// Raw holds every claim as decoded from JSON (numbers as json.Number
+	// or float64), for match_claim, "<item>": true and placeholders.
+	Raw map[string]any
+}
+
+// Decode reads a verified token's claims into a License. A claim of the
+// wrong type or shape yields a 401 notAuthorized Reject naming the claim.
+// The registered claims are expected to have been validated already by the
+// JWT parser; Decode still refuses a missing or malformed exp.
+func Decode(raw map[string]any, names *ClaimNames) (*License, error) {
+	l := &License{Raw: raw}
+	var err error
+	if l.Subject, err = optString(raw, "sub"); err != nil {
+		return nil, err
+	}
+	if l.ID, err = optString(raw, "jti"); err != nil {
+		return nil, err
+	}
+	if l.Issuer, err = optString(raw, "iss"); err != nil {
+		return nil, err
+	}
+	if l.LicenseID, err = optScalar(raw, names.LicenseID); err != nil {
+		return nil, err
+	}
+	if _, ok := raw["exp"]; !ok {
+		return nil, ClaimError("exp", "required but missing")
+	}
+	for _, t := range []struct {
+		name string
+		dst  *time.Time
+	}{
+		{"exp", &l.Expires}, {"nbf", &l.NotBefore}, {"iat", &l.IssuedAt},
+		{names.ValidFrom, &l.ValidFrom}, {names.ValidUntil, &l.ValidTill},
+	} {
+		if *t.dst, err = optTime(raw, t.name); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := raw[names.Credits]; ok {
+		if l.Credits, err = toInt(names.Credits, v, 0, MaxCredits); err != nil {
+			return nil, err
+		}
+		l.HasCredits = true
+	}
+	if l.CountKey, err = optScalar(raw, names.CreditsKey); err != nil {
+		return nil, err
+	}
+	if v, ok := raw[names.Seats]; ok {
+		if l.Seats, err = toInt(names.Seats, v, 1, 1<<20); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := raw[names.Items]; ok {
+		if l.Items, err = stringList(names.Items, v, false); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := raw[names.Product]; ok {
+		p, err := stringList(names.Product, v, true)
+		if err != nil {
+			return nil, err
+		}
+		l.Items = append(l.Items, p...)
+	}
+	if v, ok := raw[names.Version]; ok {
+		pats, err := stringList(names.Version, v, true)
+		if err != nil {
+			return nil, err
+		}
+		if len(pats) == 0 {
+			return nil, ClaimError(names.Version, "no version pattern")
+		}
+		for _, s := range pats {
+			p, err := ParseVersionPattern(s)
+			if err != nil {
+				return nil, ClaimError(names.Version, "%v", err)
+			}
+			l.Versions = append(l.Versions, p)
+		}
+	}
+	if v, ok := raw[names.Hardware]; ok {
+		s, ok := v.(string)
+		if !ok || s == "" {
+			return nil, ClaimError(names.Hardware, "must be a non-empty string")
+		}
+		l.Hardware, l.HasHardware = s, true
+	}
+	if v, ok := raw[names.IP]; ok {
+		list, err := stringList(names.IP, v, true)
+		if err != nil {
+			return nil, err
+		}
+		if len(list) == 0 {
+			return nil, ClaimError(names.IP, "no address")
+		}
+		for _, s := range list {
+			p, err := ParseNetwork(s)
+			if err != nil {
+				return nil, ClaimError(names.IP, "%q is neither an address nor a CIDR", s)
+			}
+			l.IPs = append(l.IPs, p)
+		}
+	}
+	return l, nil
+}
+
+// ParseNetwork reads an address ("192.0.2.7", "2001:db8::1") or a CIDR
+// ("10.0.0.0/8") into a prefix; addresses become single-host prefixes and
+// IPv4-mapped IPv6 forms are unmapped.
+func ParseNetwork(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return netip.Prefix{}, strconv.ErrSyntax
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a := p.Addr()
+	if a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, strconv.ErrSyntax
+		}
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96).Masked(), nil
+	}
+	return p.Masked(), nil
+}
+
+func optString(raw map[string]any, name string) (string, error) {
+	v, ok := raw[name]
+	if !ok {
+		return "", nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return "", ClaimError(name, "must be a string")
+	}
+	return s, nil
+}
+
+// optScalar reads a string or an integer claim as a string (a lic may be a
+// number).
+func optScalar(raw map[string]any, name string) (string, error) {
+	v, ok := raw[name]
+	if !ok {
+		return "", nil
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		if _, err := x.Int64(); err == nil {
+			return x.String(), nil
+		}
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < MaxCredits {
+			return strconv.FormatInt(int64(x), 10), nil
+		}
+	}
+	return "", ClaimError(name, "must be a string or an integer")
+}
+
+func optTime(raw map[string]any, name string) (time.Time, error) {
+	v, ok := raw[name]
+	if !ok {
+		return time.Time{}, nil
+	}
+	var f float64
+	switch x := v.(type) {
+	case json.Number:
+		var err error
+		if f, err = x.Float64(); err != nil {
+			return time.Time{}, ClaimError(name, "must be a number of seconds")
+		}
+	case float64:
+		f = x
+	case int64:
+		f = float64(x)
+	case int:
+		f = float64(x)
+	default:
+		return time.Time{}, ClaimError(name, "must be a number of seconds")
+	}
+	if math.IsNaN(f) || f < 0 || f > 1<<40 {
+		return time.Time{}, ClaimError(name, "out of range")
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(frac*1e9)), nil
+}
+
+func toInt(name string, v any, lo, hi int64) (int64, error) {
+	var n int64
+	switch x := v.(type) {
+	case json.Number:
+		i, err := strconv.ParseInt(string(x), 10, 64)
+		if err != nil {
+			return 0, ClaimError(name, "must be an integer, got %.40s", string(x))
+		}
+		n = i
+	case float64:
+		if x != math.Trunc(x) || math.Abs(x) > MaxCredits {
+			return 0, ClaimError(name, "must be an integer")
+		}
+		n = int64(x)
+	case int64:
+		n = x
+	case int:
+		n = int64(x)
+	default:
+		return 0, ClaimError(name, "must be an integer")
+	}
+	if n < lo || n > hi {
+		return 0, ClaimError(name, "%d is outside %d..%d", n, lo, hi)
+	}
+	return n, nil
+}
+
+// stringList reads an array of strings, or (when single is true) also one
+// string.
+func stringList(name string, v any, single bool) ([]string, error) {
+	switch x := v.(type) {
+	case string:
+		if single {
+			return []string{x}, nil
+		}
+	case []string:
+		return x, nil
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return nil, ClaimError(name, "must be a list of strings")
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	if single {
+		return nil, ClaimError(name, "must be a string or a list of strings")
+	}
+	return nil, ClaimError(name, "must be a list of strings")
+}

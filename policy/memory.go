@@ -1,0 +1,203 @@
+package policy
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+const memoryShards = 64
+
+// Memory is the in-memory Counters for a single node. It is exact under
+// concurrency; entries are forgotten once their token has expired. Call
+// Sweep periodically (or Close never: it owns no goroutine) to drop
+// expired entries.
+type Memory struct {
+	seed   maphash.Seed
+	shards [memoryShards]memoryShard
+}
+
+type memoryShard struct {
+	mu      sync.Mutex
+	entries map[string]*memoryEntry
+}
+
+type memoryEntry struct {
+	used         int64
+	usedExpires  time.Time
+	revokedUntil time.Time
+	seats        map[string]time.Time // hardware id -> last seen
+	seatsExpires time.Time
+}
+
+// NewMemory returns an empty in-memory store.
+func NewMemory() *Memory {
+	m := &Memory{seed: maphash.MakeSeed()}
+	for i := range m.shards {
+		m.shards[i].entries = make(map[string]*memoryEntry)
+	}
+	return m
+}
+
+func (m *Memory) shard(key string) *memoryShard {
+	return &m.shards[maphash.String(m.seed, key)%memoryShards]
+}
+
+// entry returns key's entry, creating it when create is true. It forgets
+// parts that have lapsed. The shard must be locked.
+func (s *memoryShard) entry(key string, now time.Time, create bool) *memoryEntry {
+	e := s.entries[key]
+	if e != nil {
+		if !e.usedExpires.IsZero() && now.After(e.usedExpires) {
+			e.used, e.usedExpires = 0, time.Time{}
+		}
+		if !e.revokedUntil.IsZero() && now.After(e.revokedUntil) {
+			e.revokedUntil = time.Time{}
+		}
+		if e.seats != nil && now.After(e.seatsExpires) {
+			e.seats = nil
+		}
+	}
+	if e == nil && create {
+		e = &memoryEntry{}
+		s.entries[key] = e
+	}
+	return e
+}
+
+// Charge implements Counters.
+func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
+	s := m.shard(c.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entry(c.Key, c.Now, true)
+	if e.revokedUntil.After(c.Now) {
+		return Result{Outcome: Revoked}, nil
+	}
+	if c.Seats > 0 {
+		cutoff := c.Now.Add(-c.SessionTTL)
+		var oldest time.Time
+		held := false
+		for hw, seen := range e.seats {
+			if !seen.After(cutoff) {
+				delete(e.seats, hw)
+				continue
+			}
+			if hw == c.Hardware {
+				held = true
+			}
+			if oldest.IsZero() || seen.Before(oldest) {
+				oldest = seen
+			}
+		}
+		if !held && int64(len(e.seats)) >= c.Seats {
+			return Result{Outcome: SeatsFull, Used: e.used, RetryAfter: oldest.Add(c.SessionTTL).Sub(c.Now)}, nil
+		}
+	}
+	if c.Limit >= 0 {
+		if e.used+c.Cost > c.Limit {
+			return Result{Outcome: CreditsExhausted, Used: e.used}, nil
+		}
+		e.used += c.Cost
+		if c.Expires.After(e.usedExpires) {
+			e.usedExpires = c.Expires
+		}
+	}
+	if c.Seats > 0 {
+		if e.seats == nil {
+			e.seats = make(map[string]time.Time, c.Seats)
+		}
+		e.seats[c.Hardware] = c.Now
+		if c.Expires.After(e.seatsExpires) {
+			e.seatsExpires = c.Expires
+		}
+	}
+	return Result{Outcome: Allowed, Used: e.used}, nil
+}
+
+// Refund implements Counters.
+func (m *Memory) Refund(_ context.Context, key string, cost int64) error {
+	s := m.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[key]; e != nil {
+		e.used -= cost
+	}
+	return nil
+}
+
+// Revoke implements Counters.
+func (m *Memory) Revoke(_ context.Context, key string, until time.Time) error {
+	s := m.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entry(key, time.Now(), true).revokedUntil = until
+	return nil
+}
+
+// Unrevoke implements Counters.
+func (m *Memory) Unrevoke(_ context.Context, key string) error {
+	s := m.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.entries[key]; e != nil {
+		e.revokedUntil = time.Time{}
+	}
+	return nil
+}
+
+// Usage implements Counters.
+func (m *Memory) Usage(_ context.Context, key string, now time.Time) (Usage, error) {
+	s := m.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := Usage{Key: key}
+	if e := s.entry(key, now, false); e != nil {
+		u.Used = e.used
+		if e.revokedUntil.After(now) {
+			u.Revoked, u.RevokedUntil = true, e.revokedUntil.Unix()
+		}
+		for _, seen := range e.seats {
+			if seen.After(now.Add(-time.Hour * 24 * 365)) {
+				u.Seats++
+			}
+		}
+	}
+	return u, nil
+}
+
+// AdjustCredits implements Counters.
+func (m *Memory) AdjustCredits(_ context.Context, key string, add int64, reset bool, expires time.Time) (int64, error) {
+	s := m.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entry(key, time.Now(), true)
+	if reset {
+		e.used = 0
+	}
+	e.used -= add
+	if expires.After(e.usedExpires) {
+		e.usedExpires = expires
+	}
+	return e.used, nil
+}
+
+// Sweep forgets every entry that holds nothing current at now. It returns
+// the number of entries left.
+func (m *Memory) Sweep(now time.Time) int {
+	n := 0
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		for k := range s.entries {
+			e := s.entry(k, now, false)
+			if e.used == 0 && e.revokedUntil.IsZero() && e.seats == nil {
+				delete(s.entries, k)
+			}
+		}
+		n += len(s.entries)
+		s.mu.Unlock()
+	}
+	return n
+}
