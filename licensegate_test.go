@@ -1,0 +1,74 @@
+package licensegate
+
+import (
+	"encoding/json"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// manifest is xcaddy.json.
+type manifest struct {
+	Module       string   `json:"module"`
+	CaddyVersion string   `json:"caddy_version"`
+	GoVersion    string   `json:"go_version"`
+	Modules      []string `json:"modules"`
+	Directives   []string `json:"directives"`
+	Build        string   `json:"build"`
+}
+
+// TestManifestMatchesGoMod keeps xcaddy.json in step with go.mod and with
+// what the package really registers.
+func TestManifestMatchesGoMod(t *testing.T) {
+	raw, err := os.ReadFile("xcaddy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("xcaddy.json: %v", err)
+	}
+	gomod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := string(gomod)
+	if got := regexp.MustCompile(`(?m)^module (\S+)`).FindStringSubmatch(mod); got == nil || got[1] != m.Module {
+		t.Errorf("go.mod module %v, xcaddy.json module %q", got, m.Module)
+	}
+	caddyVer := regexp.MustCompile(`(?m)^(?:require\s+)?\s*github.com/caddyserver/caddy/v2 (v\S+)`).FindStringSubmatch(mod)
+	if caddyVer == nil || caddyVer[1] != m.CaddyVersion {
+		t.Errorf("go.mod requires caddy %v, xcaddy.json says %q", caddyVer, m.CaddyVersion)
+	}
+	goVer := regexp.MustCompile(`(?m)^go (\S+)`).FindStringSubmatch(mod)
+	if goVer == nil || !strings.HasPrefix(goVer[1], m.GoVersion) {
+		t.Errorf("go.mod go %v, xcaddy.json go_version %q", goVer, m.GoVersion)
+	}
+	if !strings.Contains(m.Build, m.CaddyVersion) || !strings.Contains(m.Build, "--with "+m.Module) {
+		t.Errorf("build line %q does not match version and module", m.Build)
+	}
+	for _, id := range m.Modules {
+		if _, err := caddy.GetModule(id); err != nil {
+			t.Errorf("module %s is not registered: %v", id, err)
+		}
+	}
+	for _, d := range m.Directives {
+		// Adapting without a global order line proves the directive is
+		// registered and ordered before reverse_proxy.
+		cf := "http://example.com {\n\treverse_proxy 127.0.0.1:9\n\t" + d + " {\n\t\tjwks_file keys.json\n\t}\n}\n"
+		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
+		if err != nil {
+			t.Errorf("directive %s does not adapt: %v", d, err)
+			continue
+		}
+		gate, proxy := strings.Index(string(out), `"handler":"`+strings.TrimPrefix(m.Modules[0], "http.handlers.")+`"`), strings.Index(string(out), `"handler":"reverse_proxy"`)
+		if gate < 0 || proxy < 0 || gate > proxy {
+			t.Errorf("directive %s is not ordered before reverse_proxy: %s", d, out)
+		}
+	}
+}
