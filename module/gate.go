@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
@@ -122,6 +123,8 @@ type Gate struct {
 	// Status overrides the HTTP status per error code.
 	Status map[string]int `json:"status,omitempty"`
 
+	ctx            caddy.Context
+	events         *caddyevents.App
 	logger         *zap.Logger
 	verifier       *verifier
 	rules          policy.Rules
@@ -159,7 +162,13 @@ func (Gate) CaddyModule() caddy.ModuleInfo {
 
 // Provision loads keys, builds the verifier, the rules and the store.
 func (g *Gate) Provision(ctx caddy.Context) error {
+	g.ctx = ctx
 	g.logger = ctx.Logger()
+	eventsApp, err := ctx.App("events")
+	if err != nil {
+		return fmt.Errorf("getting events app: %w", err)
+	}
+	g.events, _ = eventsApp.(*caddyevents.App)
 	if g.now == nil {
 		g.now = time.Now
 	}

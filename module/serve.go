@@ -17,6 +17,10 @@ import (
 	"github.com/licensegate/licensegate/policy"
 )
 
+// EventRejected is the Caddy event emitted for every reject (and every
+// would-be reject in shadow mode), with the fields of the log line.
+const EventRejected = "license_rejected"
+
 // Response headers set on allowed requests of tokens with credits.
 const (
 	HeaderCreditsRemaining = "X-License-Credits-Remaining"
@@ -204,12 +208,19 @@ func (g *Gate) logReject(r *http.Request, rej *policy.Reject, status int, lic *p
 		level = zapcore.ErrorLevel
 	}
 	ce := g.logger.Check(level, "license rejected")
-	if ce == nil {
-		return
-	}
 	var sub, jti, licID, iss string
 	if lic != nil {
 		sub, jti, licID, iss = lic.Subject, lic.ID, lic.LicenseID, lic.Issuer
+	}
+	if g.events != nil && g.events.ShouldEmit(EventRejected) {
+		g.events.Emit(g.ctx, EventRejected, map[string]any{
+			"code": string(rej.Code), "status": status, "item": g.RequireItem, "sub": sub, "jti": jti,
+			"lic": licID, "kid": kid, "iss": iss, "client_ip": clientIP(r).String(), "method": r.Method,
+			"uri": g.loggableURI(r), "detail": rej.Detail, "shadow": g.Shadow,
+		})
+	}
+	if ce == nil {
+		return
 	}
 	ce.Write(
 		zap.String("code", string(rej.Code)),
