@@ -29,6 +29,7 @@ type memoryEntry struct {
 	revokedUntil time.Time
 	seats        map[string]time.Time // hardware id -> last seen
 	seatsExpires time.Time
+	seatTTL      time.Duration // the SessionTTL of the last seat taken
 }
 
 // NewMemory returns an empty in-memory store.
@@ -55,7 +56,10 @@ func (s *memoryShard) entry(key string, now time.Time, create bool) *memoryEntry
 		if !e.revokedUntil.IsZero() && now.After(e.revokedUntil) {
 			e.revokedUntil = time.Time{}
 		}
-		if e.seats != nil && now.After(e.seatsExpires) {
+		// A zero seatsExpires (a Charge without Expires) keeps the seats,
+		// as a zero usedExpires keeps the credits; each seat still lapses
+		// after its SessionTTL.
+		if e.seats != nil && !e.seatsExpires.IsZero() && now.After(e.seatsExpires) {
 			e.seats = nil
 		}
 	}
@@ -106,9 +110,11 @@ func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
 	}
 	if c.Seats > 0 {
 		if e.seats == nil {
-			e.seats = make(map[string]time.Time, c.Seats)
+			// seats may be up to 2^20: let the map grow with use
+			e.seats = make(map[string]time.Time, min(c.Seats, 8))
 		}
 		e.seats[c.Hardware] = c.Now
+		e.seatTTL = c.SessionTTL
 		if c.Expires.After(e.seatsExpires) {
 			e.seatsExpires = c.Expires
 		}
@@ -159,7 +165,7 @@ func (m *Memory) Usage(_ context.Context, key string, now time.Time) (Usage, err
 			u.Revoked, u.RevokedUntil = true, e.revokedUntil.Unix()
 		}
 		for _, seen := range e.seats {
-			if seen.After(now.Add(-time.Hour * 24 * 365)) {
+			if seen.After(now.Add(-e.seatTTL)) {
 				u.Seats++
 			}
 		}
