@@ -1,0 +1,359 @@
+// Package testredis starts real redis-server processes for tests: a single
+// node on a free loopback port, or a Redis Cluster of several masters.
+//
+// Tests that need Redis never skip: when redis-server (or, for a cluster,
+// redis-cli) is not installed, they fail with a message saying how to
+// install it.
+package testredis
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// How long a server may take to answer PING, and a cluster to report
+// cluster_state:ok.
+const (
+	startTimeout   = 15 * time.Second
+	clusterTimeout = 30 * time.Second
+	startAttempts  = 5
+)
+
+// Server is one redis-server process owned by a test.
+type Server struct {
+	t     testing.TB
+	bin   string
+	dir   string
+	port  int
+	extra []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	log  string
+}
+
+// Start starts a redis-server on a free 127.0.0.1 port with persistence
+// off, in a directory of t.TempDir(), waits until it answers PING, and
+// kills it when the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin := lookPath(t, "redis-server", "apt-get install -y redis-server")
+	return start(t, bin, nil)
+}
+
+// start picks a free port and starts a server there, trying again on a
+// new port when the chosen one was taken in the meantime.
+func start(t testing.TB, bin string, extra func(dir string) []string) *Server {
+	t.Helper()
+	var lastErr error
+	for range startAttempts {
+		s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
+		if extra != nil {
+			s.extra = extra(s.dir)
+		}
+		if lastErr = s.launch(); lastErr == nil {
+			t.Cleanup(s.stop)
+			return s
+		}
+	}
+	t.Fatalf("testredis: %v", lastErr)
+	return nil
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+// Port is the server's TCP port.
+func (s *Server) Port() int { return s.port }
+
+// Kill stops the server at once with SIGKILL, as a crash would, and
+// waits until the process is gone. The data is lost (persistence is off).
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kill()
+}
+
+// Restart starts the server again on the same port (killing it first if it
+// is still running) and waits until it answers PING.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.mu.Lock()
+	s.kill()
+	s.mu.Unlock()
+	var err error
+	deadline := time.Now().Add(startTimeout)
+	for {
+		// The port may briefly still be held by the dying process.
+		if err = s.launch(); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		s.t.Fatalf("testredis: restart on port %d: %v", s.port, err)
+	}
+}
+
+// Do sends one command to the server on a fresh connection and returns the
+// reply: simple strings, bulk strings and integers as text, arrays as
+// their elements joined by newlines. A Redis error reply is an error.
+func (s *Server) Do(args ...string) (string, error) {
+	return do(s.Addr(), args...)
+}
+
+func (s *Server) args() []string {
+	a := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", s.dir,
+		"--daemonize", "no",
+	}
+	return append(a, s.extra...)
+}
+
+// launch starts the process and waits for PING. It returns an error (and
+// leaves no process behind) when the server exits or does not answer.
+func (s *Server) launch() error {
+	logPath := filepath.Join(s.dir, "redis.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.bin, s.args()...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	setProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start %s: %w", s.bin, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(done)
+	}()
+
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server on port %d exited at start:\n%s", s.port, tail(logPath))
+		default:
+		}
+		if reply, err := do(s.Addr(), "PING"); err == nil && reply == "PONG" {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-done
+			return fmt.Errorf("redis-server on port %d did not answer PING within %v:\n%s", s.port, startTimeout, tail(logPath))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.mu.Lock()
+	s.cmd, s.done, s.log = cmd, done, logPath
+	s.mu.Unlock()
+	return nil
+}
+
+// kill sends SIGKILL and waits for the exit. s.mu must be held.
+func (s *Server) kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	s.cmd, s.done = nil, nil
+}
+
+func (s *Server) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kill()
+}
+
+// StartCluster starts masters (at least 3) cluster-enabled redis-server
+// nodes on free loopback ports, joins them with
+// `redis-cli --cluster create ... --cluster-replicas 0 --cluster-yes`,
+// waits until every node reports cluster_state:ok, and returns the
+// nodes' addresses. The nodes are killed when the test ends.
+func StartCluster(t testing.TB, masters int) []string {
+	t.Helper()
+	if masters < 3 {
+		t.Fatalf("testredis: a Redis Cluster needs at least 3 masters, not %d", masters)
+	}
+	bin := lookPath(t, "redis-server", "apt-get install -y redis-server")
+	cli := lookPath(t, "redis-cli", "apt-get install -y redis-tools")
+
+	nodes := make([]*Server, masters)
+	addrs := make([]string, masters)
+	for i := range nodes {
+		nodes[i] = start(t, bin, func(string) []string {
+			return []string{
+				"--cluster-enabled", "yes",
+				"--cluster-config-file", "nodes.conf",
+				"--cluster-node-timeout", "5000",
+				// The bus port defaults to port+10000, which may be taken or
+				// out of range; pick a free one.
+				"--cluster-port", strconv.Itoa(freePort(t)),
+			}
+		})
+		addrs[i] = nodes[i].Addr()
+	}
+
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	out, err := exec.Command(cli, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("testredis: redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+
+	deadline := time.Now().Add(clusterTimeout)
+	for _, n := range nodes {
+		for {
+			info, err := n.Do("CLUSTER", "INFO")
+			if err == nil && clusterReady(info, masters) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testredis: cluster node %s not ready within %v: %v\n%s", n.Addr(), clusterTimeout, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return addrs
+}
+
+// clusterReady reports whether CLUSTER INFO shows a healthy cluster that
+// knows all its nodes and has every slot assigned.
+func clusterReady(info string, nodes int) bool {
+	want := map[string]string{
+		"cluster_state":          "ok",
+		"cluster_slots_ok":       "16384",
+		"cluster_known_nodes":    strconv.Itoa(nodes),
+		"cluster_slots_assigned": "16384",
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && want[k] == v {
+			delete(want, k)
+		}
+	}
+	return len(want) == 0
+}
+
+// lookPath finds a Redis program on PATH or in the usual Debian places,
+// and fails the test (never skips it) when it is missing.
+func lookPath(t testing.TB, name, install string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/bin", "/usr/sbin", "/usr/local/bin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	t.Fatalf("%s not found: %s", name, install)
+	return ""
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testredis: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	return string(b)
+}
+
+// do speaks just enough RESP for the harness: one command, one reply.
+func do(addr string, args ...string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := conn.Write(b.Bytes()); err != nil {
+		return "", err
+	}
+	return readReply(bufio.NewReader(conn))
+}
+
+func readReply(r *bufio.Reader) (string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return "", fmt.Errorf("testredis: empty reply line")
+	}
+	switch line[0] {
+	case '+', ':':
+		return line[1:], nil
+	case '-':
+		return "", fmt.Errorf("redis: %s", line[1:])
+	case '$', '=', '!':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", err
+		}
+		parts := make([]string, n)
+		for i := range parts {
+			if parts[i], err = readReply(r); err != nil {
+				return "", err
+			}
+		}
+		return strings.Join(parts, "\n"), nil
+	default:
+		return "", fmt.Errorf("testredis: unexpected reply %q", line)
+	}
+}

@@ -1,0 +1,149 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// Charge implements policy.Counters in one round trip (see chargeLua).
+func (s *Store) Charge(ctx context.Context, c *policy.Charge) (policy.Result, error) {
+	now := c.Now.UnixMilli()
+	ttl := c.SessionTTL.Milliseconds()
+	v, err := s.runOnce(ctx, chargeScript, s.keys(c.Key),
+		now, c.Cost, c.Limit, c.Seats, c.Hardware, ttl, now-ttl, expiresMs(c.Expires))
+	if err != nil {
+		return policy.Result{}, storeErr("charge", err)
+	}
+	r, ok := v.([]any)
+	if !ok || len(r) != 3 {
+		return policy.Result{}, storeErr("charge", fmt.Errorf("unexpected reply %v", v))
+	}
+	code, ok1 := r[0].(int64)
+	used, err := parseCount(r[1])
+	retry, ok2 := r[2].(int64)
+	if !ok1 || !ok2 || err != nil {
+		return policy.Result{}, storeErr("charge", fmt.Errorf("unexpected reply %v", v))
+	}
+	res := policy.Result{Used: used}
+	switch code {
+	case 0:
+		res.Outcome = policy.Allowed
+	case 1:
+		res.Outcome = policy.Revoked
+	case 2:
+		res.Outcome = policy.CreditsExhausted
+	case 3:
+		res.Outcome = policy.SeatsFull
+		res.RetryAfter = time.Duration(retry) * time.Millisecond
+	default:
+		return policy.Result{}, storeErr("charge", fmt.Errorf("unexpected outcome %d", code))
+	}
+	return res, nil
+}
+
+// Refund implements policy.Counters. A counter that has expired (or never
+// was) is left alone.
+func (s *Store) Refund(ctx context.Context, key string, cost int64) error {
+	if cost == 0 {
+		return nil
+	}
+	if _, err := s.runOnce(ctx, refundScript, s.keys(key)[:1], cost); err != nil {
+		return storeErr("refund", err)
+	}
+	return nil
+}
+
+// Revoke implements policy.Counters. The revocation key holds its end in
+// unix ms and expires then; a zero until lifts the revocation.
+func (s *Store) Revoke(ctx context.Context, key string, until time.Time) error {
+	ms := until.UnixMilli()
+	if until.IsZero() || ms <= 0 {
+		return s.Unrevoke(ctx, key)
+	}
+	k := s.keys(key)[2]
+	// Idempotent, so go-redis may retry it.
+	if err := s.client.Do(ctx, "set", k, ms, "pxat", ms).Err(); err != nil {
+		return storeErr("revoke", err)
+	}
+	return nil
+}
+
+// Unrevoke implements policy.Counters.
+func (s *Store) Unrevoke(ctx context.Context, key string) error {
+	if err := s.client.Del(ctx, s.keys(key)[2]).Err(); err != nil {
+		return storeErr("unrevoke", err)
+	}
+	return nil
+}
+
+// Usage implements policy.Counters. Seats count when seen within the
+// SessionTTL of the last seat taken.
+func (s *Store) Usage(ctx context.Context, key string, now time.Time) (policy.Usage, error) {
+	u := policy.Usage{Key: key}
+	// Read only, so go-redis's retries are harmless.
+	v, err := usageScript.Run(ctx, s.client, s.keys(key), now.UnixMilli()).Result()
+	if err != nil {
+		return u, storeErr("usage", err)
+	}
+	r, ok := v.([]any)
+	if !ok || len(r) != 3 {
+		return u, storeErr("usage", fmt.Errorf("unexpected reply %v", v))
+	}
+	used, err1 := parseCount(r[0])
+	seats, ok := r[1].(int64)
+	until, err2 := parseCount(r[2])
+	if err1 != nil || err2 != nil || !ok {
+		return u, storeErr("usage", fmt.Errorf("unexpected reply %v", v))
+	}
+	u.Used, u.Seats = used, seats
+	if until > 0 {
+		u.Revoked, u.RevokedUntil = true, time.UnixMilli(until).Unix()
+	}
+	return u, nil
+}
+
+// AdjustCredits implements policy.Counters, atomically (see adjustLua).
+func (s *Store) AdjustCredits(ctx context.Context, key string, add int64, reset bool, expires time.Time) (int64, error) {
+	r := 0
+	if reset {
+		r = 1
+	}
+	v, err := s.runOnce(ctx, adjustScript, s.keys(key)[:1], add, r, expiresMs(expires))
+	if err != nil {
+		return 0, storeErr("adjust credits", err)
+	}
+	used, err := parseCount(v)
+	if err != nil {
+		return 0, storeErr("adjust credits", err)
+	}
+	return used, nil
+}
+
+// expiresMs is t in unix ms, or 0 (never) for the zero time.
+func expiresMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if ms := t.UnixMilli(); ms > 0 {
+		return ms
+	}
+	// Before 1970: already past; 1 ms makes PEXPIREAT drop the key.
+	return 1
+}
+
+// parseCount reads a count the scripts return as a decimal string, so
+// that values beyond 2^53 arrive exact.
+func parseCount(v any) (int64, error) {
+	switch x := v.(type) {
+	case string:
+		return strconv.ParseInt(x, 10, 64)
+	case int64:
+		return x, nil
+	default:
+		return 0, fmt.Errorf("unexpected count %v (%T)", v, v)
+	}
+}

@@ -1,0 +1,198 @@
+package redisstore
+
+import (
+	"context"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The scripts take the keys of one license, always in this order:
+// KEYS[1] used (string, an integer), KEYS[2] seats (sorted set: member the
+// hardware id, score the last request in unix ms), KEYS[3] revoked (string,
+// the revocation's end in unix ms), KEYS[4] seats_ttl (string, the
+// SessionTTL in ms of the last seat taken, for Usage). Times come from the
+// caller (Go), never from Redis's TIME, so a gateway's clock (or a
+// test's) decides.
+//
+// Numbers: Lua numbers are doubles. Credit counts are passed as decimal
+// strings and handed to INCRBY/DECRBY unchanged, and counts are returned as
+// the strings GET reads, so nothing is rounded on the way. The one
+// comparison done in Lua, cost > limit - used, is exact for limit and cost
+// in [0, policy.MaxCredits] and any used: with both operands at most 2^53
+// the subtraction is exact where it matters, and beyond that the rounded
+// result stays on the same side of cost.
+
+// chargeLua is the whole of a Charge.
+//
+// ARGV: 1 now ms, 2 cost, 3 limit (-1: no credits), 4 seats (0: no limit),
+// 5 hardware id, 6 session ttl ms, 7 seat cutoff ms (now - ttl),
+// 8 expires ms (0: never).
+//
+// Returns {outcome, used, retry_ms}: outcome 0 allowed, 1 revoked,
+// 2 credits exhausted, 3 seats full; used the credits used after the
+// charge (before it when refused; "0" when revoked), as a decimal string;
+// retry_ms, for seats full, the milliseconds until the oldest seat lapses
+// (otherwise 0).
+const chargeLua = `
+local now = tonumber(ARGV[1])
+
+-- Forget k when its expiry has passed by the caller's clock (Redis
+-- forgets it by its own clock anyway).
+local function lapse(k)
+  local at = redis.call('PEXPIRETIME', k)
+  if at >= 0 and now > at then
+    redis.call('DEL', k)
+  end
+end
+
+-- Make k live at least until ARGV[8]; a key without expiry gets one.
+local function extend(k)
+  if ARGV[8] ~= '0' then
+    local at = redis.call('PEXPIRETIME', k)
+    if at < 0 or at < tonumber(ARGV[8]) then
+      redis.call('PEXPIREAT', k, ARGV[8])
+    end
+  end
+end
+
+local revoked = redis.call('GET', KEYS[3])
+if revoked and tonumber(revoked) > now then
+  return {1, '0', 0}
+end
+
+lapse(KEYS[1])
+local used = redis.call('GET', KEYS[1]) or '0'
+
+local seats = tonumber(ARGV[4])
+if seats > 0 then
+  lapse(KEYS[2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[7])
+  if not redis.call('ZSCORE', KEYS[2], ARGV[5]) and redis.call('ZCARD', KEYS[2]) >= seats then
+    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    return {3, used, tonumber(oldest[2]) + tonumber(ARGV[6]) - now}
+  end
+end
+
+local limit = tonumber(ARGV[3])
+if limit >= 0 then
+  if tonumber(ARGV[2]) > limit - tonumber(used) then
+    return {2, used, 0}
+  end
+  redis.call('INCRBY', KEYS[1], ARGV[2])
+  used = redis.call('GET', KEYS[1])
+  extend(KEYS[1])
+end
+
+if seats > 0 then
+  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[5])
+  extend(KEYS[2])
+  redis.call('SET', KEYS[4], ARGV[6], 'KEEPTTL')
+  extend(KEYS[4])
+end
+return {0, used, 0}
+`
+
+// refundLua gives ARGV[1] credits back to KEYS[1], only when it exists
+// (the counter may have expired with its token). It keeps the expiry.
+const refundLua = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DECRBY', KEYS[1], ARGV[1])
+end
+return 0
+`
+
+// adjustLua changes KEYS[1]: with ARGV[2] == '1' it first resets to 0,
+// then it subtracts ARGV[1], and makes the key live at least until
+// ARGV[3] ms (0: leave the expiry). Returns the new used as a string.
+const adjustLua = `
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[1], '0', 'KEEPTTL')
+end
+redis.call('DECRBY', KEYS[1], ARGV[1])
+local used = redis.call('GET', KEYS[1])
+if ARGV[3] ~= '0' then
+  local at = redis.call('PEXPIRETIME', KEYS[1])
+  if at < 0 or at < tonumber(ARGV[3]) then
+    redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+  end
+end
+return used
+`
+
+// usageLua reads what is held for a license at ARGV[1] (now ms), forgetting
+// (without deleting) what has expired by that clock. Seats count when seen
+// within the SessionTTL of the last seat taken (as policy.Memory does).
+//
+// Returns {used, seats, revoked_until}: used as a string, seats an integer,
+// revoked_until the revocation's end in ms as a string ("0" when none).
+const usageLua = `
+local now = tonumber(ARGV[1])
+local function live(k)
+  local at = redis.call('PEXPIRETIME', k)
+  return at < 0 or now <= at
+end
+local used = '0'
+if live(KEYS[1]) then
+  used = redis.call('GET', KEYS[1]) or '0'
+end
+local seats = 0
+if live(KEYS[2]) then
+  local ttl = tonumber(redis.call('GET', KEYS[4]) or '0')
+  seats = redis.call('ZCOUNT', KEYS[2], string.format('(%d', now - ttl), '+inf')
+end
+local revoked = redis.call('GET', KEYS[3])
+if not revoked or tonumber(revoked) <= now then
+  revoked = '0'
+end
+return {used, seats, revoked}
+`
+
+// The scripts, hashed once.
+var (
+	chargeScript = redis.NewScript(chargeLua)
+	refundScript = redis.NewScript(refundLua)
+	adjustScript = redis.NewScript(adjustLua)
+	usageScript  = redis.NewScript(usageLua)
+
+	scriptSource = map[*redis.Script]string{
+		chargeScript: chargeLua,
+		refundScript: refundLua,
+		adjustScript: adjustLua,
+		usageScript:  usageLua,
+	}
+)
+
+// onceCmd is a command go-redis must send at most once. go-redis retries a
+// command whose reply timed out or whose connection broke (and a Cluster
+// client tries it again on the same and then another node). For a script
+// that counts, the first attempt may well have run: a retry would charge
+// the request twice and later refuse one that had credit left. Dial
+// failures, MOVED and ASK are still followed, as the command was not run.
+type onceCmd struct{ *redis.Cmd }
+
+func (onceCmd) NoRetry() bool { return true }
+
+// runOnce runs a writing script like redis.Script.Run (EVALSHA, then EVAL
+// when Redis answers NOSCRIPT, as after a restart or SCRIPT FLUSH) but is
+// never retried after it may have run.
+func (s *Store) runOnce(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	cmd := onceCmd{redis.NewCmd(ctx, evalArgs("evalsha", sc.Hash(), keys, args)...)}
+	_ = s.client.Process(ctx, cmd)
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		cmd = onceCmd{redis.NewCmd(ctx, evalArgs("eval", scriptSource[sc], keys, args)...)}
+		_ = s.client.Process(ctx, cmd)
+	}
+	return cmd.Result()
+}
+
+// evalArgs lays out EVAL/EVALSHA as go-redis does, so that a Cluster
+// client finds the first key (and so the slot) at position 3.
+func evalArgs(name, script string, keys []string, args []any) []any {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, name, script, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	return append(a, args...)
+}

@@ -1,0 +1,146 @@
+// Package redisstore is the Redis implementation of policy.Counters, shared
+// by every gateway instance that points at the same Redis (single node,
+// Sentinel or Cluster).
+//
+// Each request costs one round trip: a Lua script checks the revocation,
+// takes the seat and charges the credits atomically. All keys of one
+// license share a hash tag, `<prefix>{<key>}:used`, `…:seats`,
+// `…:revoked` and `…:seats_ttl`, so they live in one Cluster slot.
+// Counters expire with their token (PEXPIREAT at Charge.Expires).
+//
+// The scripts use PEXPIRETIME, so Redis 7.0 or later (or Valkey) is needed.
+package redisstore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// Defaults for Options.
+const (
+	DefaultTimeout = 100 * time.Millisecond
+	DefaultPrefix  = "lg:"
+	DefaultAddress = "127.0.0.1:6379"
+)
+
+// Options configure the connection to Redis.
+type Options struct {
+	// Addresses are host:port pairs: one for a single node, several for
+	// the seed nodes of a Cluster, or the Sentinels when MasterName is set.
+	// Empty means DefaultAddress.
+	Addresses []string
+	// MasterName selects Sentinel: the name of the monitored master.
+	MasterName string
+	// Username and Password authenticate to Redis (ACL or requirepass).
+	Username, Password string
+	// DB is the database number; it must be 0 on a Cluster.
+	DB int
+	// TLS, when not nil, makes every connection use TLS.
+	TLS *tls.Config
+	// Timeout bounds dialing, reading and writing each command.
+	// 0 means DefaultTimeout.
+	Timeout time.Duration
+	// PoolSize is the most connections per node; 0 means go-redis's
+	// default (10 per GOMAXPROCS).
+	PoolSize int
+	// Prefix starts every key; empty means DefaultPrefix.
+	Prefix string
+}
+
+// Store is a policy.Counters backed by Redis. It is safe for concurrent
+// use; one Store (one connection pool) serves a whole gateway.
+type Store struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+// New returns a Store for o. It does not connect: the first command does,
+// and the client reconnects by itself after Redis restarts.
+func New(o Options) (*Store, error) {
+	if o.Timeout < 0 {
+		return nil, fmt.Errorf("redisstore: negative timeout %v", o.Timeout)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.PoolSize < 0 {
+		return nil, fmt.Errorf("redisstore: negative pool size %d", o.PoolSize)
+	}
+	if o.DB < 0 {
+		return nil, fmt.Errorf("redisstore: negative db %d", o.DB)
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	addrs := append([]string(nil), o.Addresses...)
+	for _, a := range addrs {
+		if a == "" {
+			return nil, errors.New("redisstore: empty address")
+		}
+	}
+	if len(addrs) == 0 && o.MasterName == "" {
+		addrs = []string{DefaultAddress}
+	}
+	if o.MasterName == "" && len(addrs) > 1 && o.DB != 0 {
+		return nil, fmt.Errorf("redisstore: db %d given for a Cluster (%d addresses); a Cluster has only db 0", o.DB, len(addrs))
+	}
+
+	// NewUniversalClient picks Sentinel when MasterName is set, a Cluster
+	// when there are several addresses, and a single node otherwise.
+	client := redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:      addrs,
+		MasterName: o.MasterName,
+		Username:   o.Username,
+		Password:   o.Password,
+		DB:         o.DB,
+		TLSConfig:  o.TLS,
+		PoolSize:   o.PoolSize,
+
+		DialTimeout:           o.Timeout,
+		ReadTimeout:           o.Timeout,
+		WriteTimeout:          o.Timeout,
+		ContextTimeoutEnabled: true,
+		// One dial attempt per command: while Redis is down a request
+		// fails after Timeout rather than after five attempts and their
+		// back-off. The pool keeps probing and recovers by itself.
+		DialerRetries: 1,
+	})
+	return &Store{client: client, prefix: o.Prefix}, nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	return s.client.Close()
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return storeErr("ping", err)
+	}
+	return nil
+}
+
+// keys returns key's used, seats, revoked and seats_ttl keys. The braces
+// are a Cluster hash tag, so all land in one slot and one script can touch
+// them.
+func (s *Store) keys(key string) []string {
+	base := s.prefix + "{" + key + "}:"
+	return []string{base + "used", base + "seats", base + "revoked", base + "seats_ttl"}
+}
+
+// storeErr wraps err so that errors.Is(err, policy.ErrStore) holds, while
+// the cause (a net.Error, context.DeadlineExceeded, a Redis reply) stays
+// reachable with errors.Is and errors.As.
+func storeErr(op string, err error) error {
+	return fmt.Errorf("%w: redis %s: %w", policy.ErrStore, op, err)
+}
+
+var _ policy.Counters = (*Store)(nil)

@@ -1,0 +1,82 @@
+package module
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/licensegate/licensegate/module/redisstore"
+)
+
+// redisCounters is the pooled Redis store.
+type redisCounters struct{ *redisstore.Store }
+
+// Destruct closes the client; it implements caddy.Destructor.
+func (r redisCounters) Destruct() error { return r.Close() }
+
+func (g *Gate) provisionRedis(sc *StoreConfig) error {
+	redisLogOnce.Do(func() {
+		redis.SetLogger(redisLogger{caddy.Log().Named("http.handlers.license_gate.redis")})
+	})
+	repl := caddy.NewReplacer()
+	o := redisstore.Options{
+		Addresses:  sc.Addresses,
+		MasterName: sc.MasterName,
+		Username:   repl.ReplaceAll(sc.Username, ""),
+		Password:   repl.ReplaceAll(sc.Password, ""),
+		DB:         sc.DB,
+		Timeout:    durationOr(sc.Timeout, 100*time.Millisecond),
+		PoolSize:   sc.PoolSize,
+		Prefix:     sc.Prefix,
+	}
+	if len(o.Addresses) == 0 {
+		o.Addresses = []string{"127.0.0.1:6379"}
+	}
+	for i, a := range o.Addresses {
+		o.Addresses[i] = repl.ReplaceAll(a, "")
+	}
+	if o.Prefix == "" {
+		o.Prefix = "lg:"
+	}
+	if sc.TLS {
+		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	ident, _ := json.Marshal([]any{o.Addresses, o.MasterName, o.Username, o.Password, o.DB, sc.TLS, o.Timeout, o.PoolSize, o.Prefix})
+	sum := sha256.Sum256(ident)
+	g.storeKey = "redis|" + hex.EncodeToString(sum[:])
+	val, _, err := storePool.LoadOrNew(g.storeKey, func() (caddy.Destructor, error) {
+		s, err := redisstore.New(o)
+		if err != nil {
+			return nil, err
+		}
+		return redisCounters{s}, nil
+	})
+	if err != nil {
+		g.storeKey = ""
+		return fmt.Errorf("store: %w", err)
+	}
+	g.store = val.(redisCounters)
+	return nil
+}
+
+// redisLogOnce routes go-redis's own (global) logger into Caddy's log at
+// DEBUG: store failures are already logged once per request at ERROR.
+var redisLogOnce sync.Once
+
+type redisLogger struct{ l *zap.Logger }
+
+// Printf implements go-redis's logging interface.
+func (r redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if ce := r.l.Check(zap.DebugLevel, "redis client"); ce != nil {
+		ce.Write(zap.String("detail", fmt.Sprintf(format, v...)))
+	}
+}

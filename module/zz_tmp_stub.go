@@ -1,3 +1,0 @@
-package module
-
-func (g *Gate) provisionRedis(sc *StoreConfig) error { return nil }
