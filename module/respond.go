@@ -45,10 +45,8 @@ func (g *Gate) writeReject(w http.ResponseWriter, rej *policy.Reject, status int
 func rejectBody(prefix string, rej *policy.Reject, now time.Time) []byte {
 	b := make([]byte, 0, 256)
 	field := func(name, value string) {
-		b = append(b, '"')
-		b = append(b, prefix...)
-		b = append(b, name...)
-		b = append(b, `": `...)
+		b = appendJSONString(b, prefix+name)
+		b = append(b, ": "...)
 		b = appendJSONString(b, value)
 		b = append(b, ",\n  "...)
 	}

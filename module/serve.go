@@ -57,6 +57,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	if lic.HasHardware || lic.Seats > 0 {
 		q.Hardware, q.HardwareSent = readFirst(g.HardwareFrom, r)
+		// 10Duke clients send hw=<id>;name=<device name>; the name is
+		// no part of the id.
+		if id, _, found := strings.Cut(q.Hardware, ";name="); found {
+			q.Hardware = id
+		}
 	}
 	if len(g.matchValues) > 0 {
 		q.MatchValues = make([]string, len(g.matchValues))

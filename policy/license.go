@@ -256,6 +256,13 @@ func toInt(name string, v any, lo, hi int64) (int64, error) {
 			return 0, ClaimError(name, "must be an integer")
 		}
 		n = int64(x)
+	case string:
+		// Data8 issues its credits as a decimal string ("mc": "10").
+		i, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			return 0, ClaimError(name, "must be an integer, got %.40q", x)
+		}
+		n = i
 	case int64:
 		n = x
 	case int:

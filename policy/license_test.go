@@ -57,7 +57,7 @@ func TestDecodeRejectsMalformedClaims(t *testing.T) {
 		{"credits 1e300 is notAuthorized", map[string]any{"credits": 1e300}, "credits"},
 		{"credits NaN is notAuthorized", map[string]any{"credits": math.NaN()}, "credits"},
 		{"credits +Inf is notAuthorized", map[string]any{"credits": math.Inf(1)}, "credits"},
-		{"credits as a string is notAuthorized", map[string]any{"credits": "10"}, "credits"},
+		{"credits as a non-numeric string is notAuthorized", map[string]any{"credits": "ten"}, "credits"},
 		{"credits as a bool is notAuthorized", map[string]any{"credits": true}, "credits"},
 		{"credits null is notAuthorized", map[string]any{"credits": []any(nil)}, "credits"},
 
@@ -67,7 +67,7 @@ func TestDecodeRejectsMalformedClaims(t *testing.T) {
 		{"seats as a JSON fraction is notAuthorized", map[string]any{"seats": num("2.5")}, "seats"},
 		{"seats negative is notAuthorized", map[string]any{"seats": num("-3")}, "seats"},
 		{"seats above 2^20 is notAuthorized", map[string]any{"seats": num("1048577")}, "seats"},
-		{"seats as a string is notAuthorized", map[string]any{"seats": "2"}, "seats"},
+		{"seats as a non-numeric string is notAuthorized", map[string]any{"seats": "two"}, "seats"},
 
 		{"items as a string is notAuthorized", map[string]any{"items": "axesWord"}, "items"},
 		{"items of numbers is notAuthorized", map[string]any{"items": []any{num("1"), num("2")}}, "items"},
@@ -292,7 +292,7 @@ func TestDecodeRenamedClaims(t *testing.T) {
 	}
 
 	// A malformed renamed claim is named by its new name.
-	for claim, v := range map[string]any{"mc": "100", "LockingData": "", "ProductEnum": num("1"), "Version": "x"} {
+	for claim, v := range map[string]any{"mc": "lots", "LockingData": "", "ProductEnum": num("1"), "Version": "x"} {
 		bad := with(raw, claim, v)
 		_, err := policy.Decode(bad, &names)
 		t.Run("malformed "+claim+" is named "+claim, func(t *testing.T) { wantClaimError(t, err, claim) })
