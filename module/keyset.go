@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -40,15 +41,32 @@ type refusedKey struct {
 // the asymmetric types. Symmetric keys, private key material, encryption
 // keys and short RSA keys are left out and reported. Keys keep the order of
 // the document, so duplicate kids are tried in a deterministic order.
+//
+// Each key is parsed on its own: a key of a type the gate does not know (a
+// new kty, RFC 7517 §5) or a malformed key is refused alone and does not
+// make the whole set unusable.
 func parseKeySet(doc []byte) (*keySet, []refusedKey, error) {
-	set, err := jwk.Parse(doc)
-	if err != nil {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(wrapSingleKey(doc), &set); err != nil {
 		return nil, nil, fmt.Errorf("parsing JWKS: %w", err)
+	}
+	if set.Keys == nil {
+		return nil, nil, errors.New("parsing JWKS: no keys member")
 	}
 	ks := &keySet{byKid: make(map[string][]verifyKey)}
 	var refused []refusedKey
-	for i := 0; i < set.Len(); i++ {
-		k, _ := set.Key(i)
+	for _, raw := range set.Keys {
+		k, err := jwk.ParseKey(raw)
+		if err != nil {
+			var probe struct {
+				Kid string `json:"kid"`
+			}
+			_ = json.Unmarshal(raw, &probe)
+			refused = append(refused, refusedKey{kid: probe.Kid, reason: "unreadable key: " + clip(err.Error())})
+			continue
+		}
 		vk, reason := convertKey(k)
 		if reason != "" {
 			refused = append(refused, refusedKey{kid: k.KeyID(), reason: reason})

@@ -80,6 +80,14 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 	})
 	failed := &verified{kid: kid}
 	if err != nil {
+		// The signature held but a time claim failed: a token of an
+		// issuer that is not accepted is still notAuthorized, as a wrong
+		// aud is, whatever its exp, nbf or iat say.
+		if errors.Is(err, jwt.ErrTokenInvalidClaims) && len(v.issuers) > 0 {
+			if iss, _ := claims["iss"].(string); !slices.Contains(v.issuers, iss) {
+				return failed, policy.Rejectf(policy.CodeNotAuthorized, "issuer %.100q is not accepted", iss)
+			}
+		}
 		return failed, rejectForParse(err)
 	}
 	lic, err := policy.Decode(claims, &v.names)
