@@ -224,8 +224,24 @@ func (a Admin) report(w http.ResponseWriter, r *http.Request, s policy.Counters,
 		}
 		return err
 	}
+	out := usageJSON{Key: u.Key, Used: u.Used, Revoked: u.Revoked, RevokedUntil: u.RevokedUntil, Seats: u.Seats}
+	if u.HasLimit {
+		out.Limit, out.Left = &u.Limit, &u.Left
+	}
 	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(u)
+	return json.NewEncoder(w).Encode(out)
+}
+
+// usageJSON is the admin API's view of a license: credits_limit and
+// credits_left appear once a charge under the key has been seen.
+type usageJSON struct {
+	Key          string `json:"key"`
+	Used         int64  `json:"credits_used"`
+	Limit        *int64 `json:"credits_limit,omitempty"`
+	Left         *int64 `json:"credits_left,omitempty"`
+	Seats        int64  `json:"seats_in_use"`
+	Revoked      bool   `json:"revoked"`
+	RevokedUntil int64  `json:"revoked_until,omitempty"`
 }
 
 // Interface guard.

@@ -56,6 +56,21 @@ type Usage struct {
 	Revoked      bool   `json:"revoked"`
 	RevokedUntil int64  `json:"revoked_until,omitempty"`
 	Seats        int64  `json:"seats_in_use"`
+	// HasLimit tells whether a charge was seen: Limit is then the credits
+	// of the last token charged under the key, and Left what remains.
+	HasLimit bool  `json:"-"`
+	Limit    int64 `json:"credits_limit"`
+	Left     int64 `json:"credits_left"`
+}
+
+// SetLimit records a known limit (a negative one is unknown) and derives
+// Left from Used.
+func (u *Usage) SetLimit(limit int64) {
+	if limit < 0 {
+		u.HasLimit, u.Limit, u.Left = false, 0, 0
+		return
+	}
+	u.HasLimit, u.Limit, u.Left = true, limit, Remaining(limit, u.Used)
 }
 
 // ErrStore is wrapped by every error of a store that could not be reached

@@ -30,6 +30,8 @@ type memoryEntry struct {
 	seats        map[string]time.Time // hardware id -> last seen
 	seatsExpires time.Time
 	seatTTL      time.Duration // the SessionTTL of the last seat taken
+	limit        int64         // credits of the last token charged, for Usage
+	hasLimit     bool
 }
 
 // NewMemory returns an empty in-memory store.
@@ -51,7 +53,7 @@ func (s *memoryShard) entry(key string, now time.Time, create bool) *memoryEntry
 	e := s.entries[key]
 	if e != nil {
 		if !e.usedExpires.IsZero() && now.After(e.usedExpires) {
-			e.used, e.usedExpires = 0, time.Time{}
+			e.used, e.usedExpires, e.hasLimit = 0, time.Time{}, false
 		}
 		if !e.revokedUntil.IsZero() && now.After(e.revokedUntil) {
 			e.revokedUntil = time.Time{}
@@ -104,6 +106,7 @@ func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
 			return Result{Outcome: CreditsExhausted, Used: e.used}, nil
 		}
 		e.used += c.Cost
+		e.limit, e.hasLimit = c.Limit, true
 		if c.Expires.After(e.usedExpires) {
 			e.usedExpires = c.Expires
 		}
@@ -161,6 +164,9 @@ func (m *Memory) Usage(_ context.Context, key string, now time.Time) (Usage, err
 	u := Usage{Key: key}
 	if e := s.entry(key, now, false); e != nil {
 		u.Used = e.used
+		if e.hasLimit {
+			u.SetLimit(e.limit)
+		}
 		if e.revokedUntil.After(now) {
 			u.Revoked, u.RevokedUntil = true, e.revokedUntil.Unix()
 		}

@@ -252,7 +252,8 @@ var conformance = []struct {
 		}
 		until := f.base.Add(2 * time.Hour)
 		f.revoke(until)
-		want := policy.Usage{Key: f.key, Used: 6, Revoked: true, RevokedUntil: until.Unix(), Seats: 2}
+		want := policy.Usage{Key: f.key, Used: 6, Revoked: true, RevokedUntil: until.Unix(), Seats: 2,
+			HasLimit: true, Limit: 10, Left: 4}
 		if u := f.usage(time.Minute); u != want {
 			f.t.Fatalf("Usage = %+v, want %+v", u, want)
 		}

@@ -90,16 +90,18 @@ func (s *Store) Usage(ctx context.Context, key string, now time.Time) (policy.Us
 		return u, storeErr("usage", err)
 	}
 	r, ok := v.([]any)
-	if !ok || len(r) != 3 {
+	if !ok || len(r) != 4 {
 		return u, storeErr("usage", fmt.Errorf("unexpected reply %v", v))
 	}
 	used, err1 := parseCount(r[0])
 	seats, ok := r[1].(int64)
 	until, err2 := parseCount(r[2])
-	if err1 != nil || err2 != nil || !ok {
+	limit, err3 := parseCount(r[3])
+	if err1 != nil || err2 != nil || err3 != nil || !ok {
 		return u, storeErr("usage", fmt.Errorf("unexpected reply %v", v))
 	}
 	u.Used, u.Seats = used, seats
+	u.SetLimit(limit)
 	if until > 0 {
 		u.Revoked, u.RevokedUntil = true, time.UnixMilli(until).Unix()
 	}

@@ -44,7 +44,7 @@ func TestKeysCarryThePrefixAndOneHashTag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"lg:{lic-1}:used": true, "lg:{lic-1}:seats": true, "lg:{lic-1}:revoked": true, "lg:{lic-1}:seats_ttl": true}
+	want := map[string]bool{"lg:{lic-1}:used": true, "lg:{lic-1}:seats": true, "lg:{lic-1}:revoked": true, "lg:{lic-1}:seats_ttl": true, "lg:{lic-1}:limit": true}
 	if len(keys) != len(want) {
 		t.Fatalf("keys = %q, want %d keys", keys, len(want))
 	}

@@ -11,7 +11,8 @@ import (
 // KEYS[1] used (string, an integer), KEYS[2] seats (sorted set: member the
 // hardware id, score the last request in unix ms), KEYS[3] revoked (string,
 // the revocation's end in unix ms), KEYS[4] seats_ttl (string, the
-// SessionTTL in ms of the last seat taken, for Usage). Times come from the
+// SessionTTL in ms of the last seat taken, for Usage), KEYS[5] limit
+// (string, the credits of the last token charged, for Usage). Times come from the
 // caller (Go), never from Redis's TIME, so a gateway's clock (or a
 // test's) decides.
 //
@@ -82,6 +83,8 @@ if limit >= 0 then
   redis.call('INCRBY', KEYS[1], ARGV[2])
   used = redis.call('GET', KEYS[1])
   extend(KEYS[1])
+  redis.call('SET', KEYS[5], ARGV[3], 'KEEPTTL')
+  extend(KEYS[5])
 end
 
 if seats > 0 then
@@ -124,8 +127,9 @@ return used
 // (without deleting) what has expired by that clock. Seats count when seen
 // within the SessionTTL of the last seat taken (as policy.Memory does).
 //
-// Returns {used, seats, revoked_until}: used as a string, seats an integer,
-// revoked_until the revocation's end in ms as a string ("0" when none).
+// Returns {used, seats, revoked_until, limit}: used as a string, seats an
+// integer, revoked_until the revocation's end in ms as a string ("0" when
+// none), limit the credits of the last token charged ("-1" when unknown).
 const usageLua = `
 local now = tonumber(ARGV[1])
 local function live(k)
@@ -145,7 +149,11 @@ local revoked = redis.call('GET', KEYS[3])
 if not revoked or tonumber(revoked) <= now then
   revoked = '0'
 end
-return {used, seats, revoked}
+local limit = '-1'
+if live(KEYS[5]) then
+  limit = redis.call('GET', KEYS[5]) or '-1'
+end
+return {used, seats, revoked, limit}
 `
 
 // The scripts, hashed once.

@@ -128,12 +128,12 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// keys returns key's used, seats, revoked and seats_ttl keys. The braces
+// keys returns key's used, seats, revoked, seats_ttl and limit keys. The braces
 // are a Cluster hash tag, so all land in one slot and one script can touch
 // them.
 func (s *Store) keys(key string) []string {
 	base := s.prefix + "{" + key + "}:"
-	return []string{base + "used", base + "seats", base + "revoked", base + "seats_ttl"}
+	return []string{base + "used", base + "seats", base + "revoked", base + "seats_ttl", base + "limit"}
 }
 
 // storeErr wraps err so that errors.Is(err, policy.ErrStore) holds, while
