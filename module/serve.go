@@ -286,6 +286,10 @@ func (p *licenseInfo) replace(key string) (any, bool) {
 	}
 	l := p.lic
 	if l == nil {
+		// Known placeholders of a request without a license are empty.
+		if strings.HasPrefix(key, "http.license.") {
+			return "", true
+		}
 		return nil, false
 	}
 	switch key {
