@@ -119,12 +119,12 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	resp.Body.Close()
 	metrics := string(raw)
 	for name, want := range map[string]float64{
-		`licensegate_requests_total{code="",result="allowed"}`:               5,
-		`licensegate_requests_total{code="notAuthorized",result="rejected"}`: 3,
+		`licensegate_requests_total{code="",result="allowed"}`:                5,
+		`licensegate_requests_total{code="notAuthorized",result="rejected"}`:  3,
 		`licensegate_requests_total{code="noLicenseFound",result="rejected"}`: 1,
-		`licensegate_verified_cache_hits_total`:                              4,
-		`licensegate_jwks_refresh_total{result="ok"}`:                        1,
-		`licensegate_store_seconds_count`:                                    5,
+		`licensegate_verified_cache_hits_total`:                               4,
+		`licensegate_jwks_refresh_total{result="ok"}`:                         1,
+		`licensegate_store_seconds_count`:                                     5,
 	} {
 		got, ok := metricValue(metrics, name)
 		if !ok || got != want {

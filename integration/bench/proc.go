@@ -1,0 +1,459 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// proc is a child process of the harness.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string // path of its combined output
+	done chan struct{}
+	err  error // exit status, once done is closed
+}
+
+// procSet stops every child the harness started, also on error paths.
+type procSet struct {
+	mu    sync.Mutex
+	procs []*proc
+}
+
+func (ps *procSet) start(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	setProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	ps.mu.Lock()
+	ps.procs = append(ps.procs, p)
+	ps.mu.Unlock()
+	return p, nil
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop interrupts the process, and kills it when it has not ended after a
+// grace period.
+func (p *proc) stop() {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// tail returns the end of the process's output.
+func (p *proc) tail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+func (ps *procSet) stopAll() {
+	ps.mu.Lock()
+	list := ps.procs
+	ps.procs = nil
+	ps.mu.Unlock()
+	for i := len(list) - 1; i >= 0; i-- {
+		list[i].stop()
+	}
+}
+
+func (ps *procSet) remove(p *proc) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for i, q := range ps.procs {
+		if q == p {
+			ps.procs = append(ps.procs[:i], ps.procs[i+1:]...)
+			return
+		}
+	}
+}
+
+// moduleRoot is the directory of the go.mod the go command uses here.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the licensegate module: run from the repository root")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// ensureTool finds a program, installing its Debian package when missing.
+func ensureTool(name, pkg string) (string, error) {
+	if p, err := lookTool(name); err == nil {
+		return p, nil
+	}
+	if os.Geteuid() != 0 {
+		return "", fmt.Errorf("%s not found: install it with `apt-get install -y %s` (as root)", name, pkg)
+	}
+	logf("%s not found: apt-get install -y %s", name, pkg)
+	install := func() error {
+		cmd := exec.Command("apt-get", "install", "-y", "--no-install-recommends", pkg)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		return cmd.Run()
+	}
+	if err := install(); err != nil {
+		update := exec.Command("apt-get", "update")
+		update.Stdout, update.Stderr = os.Stderr, os.Stderr
+		if uerr := update.Run(); uerr != nil {
+			return "", fmt.Errorf("apt-get update: %w", uerr)
+		}
+		if err := install(); err != nil {
+			return "", fmt.Errorf("apt-get install -y %s: %w", pkg, err)
+		}
+	}
+	p, err := lookTool(name)
+	if err != nil {
+		return "", fmt.Errorf("%s still not found after installing %s", name, pkg)
+	}
+	return p, nil
+}
+
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/bin", "/usr/sbin", "/usr/local/bin"} {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found", name)
+}
+
+func buildBinary(root, out string) error {
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/licensegate")
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/licensegate: %w", err)
+	}
+	return nil
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitListening polls addr until it accepts a connection.
+func waitListening(p *proc, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.exited() {
+			return fmt.Errorf("%s exited at start (%v):\n%s", p.name, p.err, p.tail())
+		}
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not listen on %s within %v:\n%s", p.name, addr, timeout, p.tail())
+}
+
+// startUpstream re-executes the harness as the upstream process.
+func startUpstream(ps *procSet, dir string) (string, *proc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			return "", nil, err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		cmd := exec.Command(self)
+		cmd.Env = append(os.Environ(), upstreamEnv+"="+addr)
+		p, err := ps.start("upstream", cmd, filepath.Join(dir, "upstream.log"))
+		if err != nil {
+			return "", nil, err
+		}
+		if lastErr = waitListening(p, addr, 10*time.Second); lastErr == nil {
+			return addr, p, nil
+		}
+		p.stop()
+	}
+	return "", nil, lastErr
+}
+
+// redisServer is the redis-server of scenario C.
+type redisServer struct {
+	addr    string
+	version string
+	p       *proc
+}
+
+func startRedis(ps *procSet, bin, dir string) (*redisServer, error) {
+	rdir := filepath.Join(dir, "redis")
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", rdir, "--daemonize", "no")
+		cmd.Dir = rdir
+		p, err := ps.start("redis-server", cmd, filepath.Join(dir, "redis.log"))
+		if err != nil {
+			return nil, err
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			if p.exited() {
+				lastErr = fmt.Errorf("redis-server exited at start:\n%s", p.tail())
+				break
+			}
+			if reply, err := redisDo(addr, "PING"); err == nil && reply == "PONG" {
+				r := &redisServer{addr: addr, p: p}
+				if info, err := redisDo(addr, "INFO", "server"); err == nil {
+					for _, line := range strings.Split(info, "\n") {
+						if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+							r.version = v
+						}
+					}
+				}
+				return r, nil
+			}
+			if time.Now().After(deadline) {
+				lastErr = fmt.Errorf("redis-server did not answer PING:\n%s", p.tail())
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.stop()
+	}
+	return nil, lastErr
+}
+
+// redisDo sends one command on a fresh connection and returns the reply as
+// text (arrays joined by newlines, nil as "").
+func redisDo(addr string, args ...string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := conn.Write(b.Bytes()); err != nil {
+		return "", err
+	}
+	return readReply(bufio.NewReader(conn))
+}
+
+func readReply(r *bufio.Reader) (string, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty reply")
+	}
+	switch line[0] {
+	case '+', ':':
+		return line[1:], nil
+	case '-':
+		return "", fmt.Errorf("redis: %s", line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return "", err
+		}
+		if n < 0 {
+			return "", nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", err
+		}
+		parts := make([]string, n)
+		for i := range parts {
+			if parts[i], err = readReply(r); err != nil {
+				return "", err
+			}
+		}
+		return strings.Join(parts, "\n"), nil
+	}
+	return "", fmt.Errorf("unexpected reply %q", line)
+}
+
+// caddyProc is one running Caddy of a scenario.
+type caddyProc struct {
+	url   string
+	admin string
+	p     *proc
+}
+
+// startCaddy writes the scenario's Caddyfile on fresh ports, starts the
+// binary and waits until it listens.
+func (b *bench) startCaddy(s *scenario, tag string) (*caddyProc, error) {
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		admin, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cdir := filepath.Join(b.dir, "caddy-"+s.name)
+		if err := os.MkdirAll(cdir, 0o755); err != nil {
+			return nil, err
+		}
+		cfg := b.caddyfile(s, port, admin)
+		cfgPath := filepath.Join(cdir, "Caddyfile")
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+		cmd := exec.Command(b.bin, "run", "--config", cfgPath, "--adapter", "caddyfile")
+		cmd.Dir = cdir
+		cmd.Env = append(os.Environ(), "HOME="+cdir, "XDG_DATA_HOME="+cdir, "XDG_CONFIG_HOME="+cdir)
+		p, err := b.procs.start("caddy "+s.name, cmd, filepath.Join(cdir, "caddy-"+tag+".log"))
+		if err != nil {
+			return nil, err
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		if lastErr = waitListening(p, addr, 30*time.Second); lastErr == nil {
+			return &caddyProc{url: "http://" + addr + "/", admin: "http://127.0.0.1:" + strconv.Itoa(admin), p: p}, nil
+		}
+		p.stop()
+		b.procs.remove(p)
+	}
+	return nil, lastErr
+}
+
+func (b *bench) stopCaddy(c *caddyProc) {
+	c.p.stop()
+	b.procs.remove(c.p)
+}
+
+// caddyfile is the configuration of a scenario: identical for A, B and C
+// but for the license_gate block.
+func (b *bench) caddyfile(s *scenario, port, admin int) string {
+	gate := ""
+	if s.gate {
+		store := ""
+		if s.store == "redis" {
+			store = fmt.Sprintf("\n\t\tstore redis {\n\t\t\taddresses %s\n\t\t}", b.redis.addr)
+		}
+		gate = fmt.Sprintf(`	license_gate {
+		jwks_file %s
+		algorithms RS256
+		require_item %s
+		cache_size %d%s
+	}
+`, b.toks.jwksPath, benchItem, b.cacheSize(), store)
+	}
+	idle := 2 * b.o.connections
+	return fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	http_port %d
+	auto_https off
+	persist_config off
+}
+
+http://127.0.0.1:%d {
+%s	reverse_proxy %s {
+		transport http {
+			keepalive 2m
+			keepalive_idle_conns %d
+			keepalive_idle_conns_per_host %d
+		}
+	}
+}
+`, admin, port, port, gate, b.upstream, idle, idle)
+}
+
+// cacheSize holds the pool with room to spare: the cache is split in 32
+// shards that each evict when full.
+func (b *bench) cacheSize() int { return max(20000, 4*(b.o.pool+1)) }
+
+func newClient(conns int) *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, DisableCompression: true}}
+}
+
+// commandOutput runs a command and returns its trimmed output, or "?".
+func commandOutput(name string, args ...string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	s := strings.TrimSpace(string(out))
+	if err != nil && s == "" {
+		return "?"
+	}
+	return s
+}

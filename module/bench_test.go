@@ -1,0 +1,252 @@
+package module
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/golang-jwt/jwt/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// The benchmarks of the hot path: token verification without and with the
+// verified-token cache, the policy checks on a license decoded from a real
+// token, and the whole handler with the in-memory store. The Redis script
+// round trip is benchmarked in redisstore; the end-to-end comparison with
+// bare reverse_proxy is the load harness, integration/bench.
+//
+//	go test -run '^$' -bench . -benchmem ./module/
+
+const benchItemName = "bench"
+
+// benchFixture is a provisioned gate (memory store, RS256 key in a
+// jwks_file) and a key to mint tokens with.
+type benchFixture struct {
+	gate *Gate
+	key  *rsa.PrivateKey
+	seq  int
+}
+
+var benchKey struct {
+	key *rsa.PrivateKey
+	err error
+}
+
+// benchRSAKey makes one RSA-2048 key for all benchmarks of the run.
+func benchRSAKey(b *testing.B) *rsa.PrivateKey {
+	b.Helper()
+	if benchKey.key == nil && benchKey.err == nil {
+		benchKey.key, benchKey.err = rsa.GenerateKey(rand.Reader, 2048)
+	}
+	if benchKey.err != nil {
+		b.Fatal(benchKey.err)
+	}
+	return benchKey.key
+}
+
+func newBenchFixture(b *testing.B) *benchFixture {
+	b.Helper()
+	key := benchRSAKey(b)
+	b64 := base64.RawURLEncoding.EncodeToString
+	doc, err := json.Marshal(map[string]any{"keys": []any{map[string]any{
+		"kty": "RSA", "kid": "bench", "use": "sig", "alg": "RS256",
+		"n": b64(key.N.Bytes()), "e": b64(big.NewInt(int64(key.E)).Bytes()),
+	}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "jwks.json")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	g := &Gate{JWKSFiles: []string{path}, Algorithms: []string{"RS256"}, RequireItem: benchItemName}
+	if err := provisionForBench(g, ctx); err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = g.Cleanup()
+		cancel()
+	})
+	return &benchFixture{gate: g, key: key}
+}
+
+// provisionForBench is Provision without the events app: ctx.App("events")
+// dereferences the context's config, which a bare caddy.NewContext does not
+// have (no config is loaded in a benchmark), so it would panic. The events
+// are only emitted on rejects, which these benchmarks do not make.
+func provisionForBench(g *Gate, ctx caddy.Context) error {
+	g.ctx = ctx
+	// Caddy's default log level is INFO: allowed requests are not logged.
+	g.logger = ctx.Logger().WithOptions(zap.IncreaseLevel(zapcore.InfoLevel))
+	g.now = time.Now
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	if err := g.provisionOptions(); err != nil {
+		return err
+	}
+	if err := g.provisionVerifier(); err != nil {
+		return err
+	}
+	return g.provisionStore()
+}
+
+// mint signs an RS256 token with a fresh jti, the benchmark item and
+// credits that never run out.
+func (f *benchFixture) mint(b *testing.B) string {
+	b.Helper()
+	f.seq++
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": "bench", "sub": "alice", "jti": fmt.Sprintf("bench-%d", f.seq),
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+		"items": []string{benchItemName}, "credits": policy.MaxCredits,
+	})
+	tok.Header["kid"] = "bench"
+	s, err := tok.SignedString(f.key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkVerifyCold is a token verified from scratch: parsing, the RS256
+// signature, the registered claims and decoding the license claims (the
+// cache is off, so every iteration does the full work).
+func BenchmarkVerifyCold(b *testing.B) {
+	f := newBenchFixture(b)
+	toks := make([]string, 32)
+	for i := range toks {
+		toks[i] = f.mint(b)
+	}
+	cold := *f.gate.verifier
+	cold.cache = nil
+	ctx, now := context.Background(), time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, rej := cold.verify(ctx, toks[i%len(toks)], now); rej != nil {
+			b.Fatal(rej)
+		}
+		i++
+	}
+}
+
+// BenchmarkVerifyCached is a repeated token: one SHA-256 of the token and a
+// cache lookup, no signature verification.
+func BenchmarkVerifyCached(b *testing.B) {
+	f := newBenchFixture(b)
+	tok := f.mint(b)
+	v := f.gate.verifier
+	ctx, now := context.Background(), time.Now()
+	first, rej := v.verify(ctx, tok, now)
+	if rej != nil {
+		b.Fatal(rej)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e, rej := v.verify(ctx, tok, now)
+		if rej != nil {
+			b.Fatal(rej)
+		}
+		if e != first {
+			b.Fatal("the token was verified again instead of coming from the cache")
+		}
+	}
+}
+
+// BenchmarkPolicyCheck runs the gate's rules on a license decoded from a
+// real token: the per-request policy evaluation must not allocate.
+func BenchmarkPolicyCheck(b *testing.B) {
+	f := newBenchFixture(b)
+	e, rej := f.gate.verifier.verify(context.Background(), f.mint(b), time.Now())
+	if rej != nil {
+		b.Fatal(rej)
+	}
+	q := policy.Request{Now: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		if rej := f.gate.rules.Check(e.lic, &q); rej != nil {
+			b.Fatal(rej)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = f.gate.rules.Check(e.lic, &q) }); n != 0 {
+		b.Errorf("policy evaluation allocates %v times per request, want 0", n)
+	}
+}
+
+// benchWriter is a ResponseWriter that keeps nothing but the header map,
+// so the benchmark counts the handler's allocations, not a recorder's.
+type benchWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *benchWriter) Header() http.Header         { return w.h }
+func (w *benchWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *benchWriter) WriteHeader(status int)      { w.status = status }
+
+// BenchmarkServeHTTPMemory is the whole handler with the in-memory store
+// and a cached token: extraction, cache hit, policy checks, the credit
+// charge, the credits headers, placeholders and metrics. "bare" is the same
+// per-request setup (a fresh replacer and request context, as Caddy makes
+// for every request) calling the next handler directly; the difference is
+// the gate's cost.
+func BenchmarkServeHTTPMemory(b *testing.B) {
+	f := newBenchFixture(b)
+	tok := f.mint(b)
+	base := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	base.Header.Set("Authorization", "Bearer "+tok)
+	vars := map[string]any{caddyhttp.ClientIPVarKey: "127.0.0.1"}
+	baseCtx := context.WithValue(base.Context(), caddyhttp.VarsCtxKey, vars)
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	w := &benchWriter{h: make(http.Header)}
+	request := func() *http.Request {
+		clear(w.h)
+		w.status = 0
+		return base.WithContext(context.WithValue(baseCtx, caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	}
+	// Verify once, so the loop measures the cached path.
+	if err := f.gate.ServeHTTP(w, request(), next); err != nil || w.status != http.StatusOK {
+		b.Fatalf("first request: status %d, err %v", w.status, err)
+	}
+	b.Run("bare", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := next.ServeHTTP(w, request()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("gate", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := f.gate.ServeHTTP(w, request(), next); err != nil || w.status != http.StatusOK {
+				b.Fatalf("status %d, err %v", w.status, err)
+			}
+		}
+		if w.h.Get(HeaderCreditsLimit) == "" {
+			b.Fatal("no credits header: the request was not charged")
+		}
+	})
+}
