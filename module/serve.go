@@ -121,7 +121,10 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 			info.remaining = policy.Remaining(lic.Credits, res.Used)
 			h := w.Header()
 			h.Set(HeaderCreditsRemaining, strconv.FormatInt(info.remaining, 10))
-			h.Set(HeaderCreditsLimit, strconv.FormatInt(lic.Credits, 10))
+			// A top up through the admin API can leave more than the
+			// token's own credits; the limit then shows what was granted.
+			info.limit = max(lic.Credits, info.remaining)
+			h.Set(HeaderCreditsLimit, strconv.FormatInt(info.limit, 10))
 		}
 	}
 	g.setPlaceholders(repl, info)
@@ -262,6 +265,7 @@ type licenseInfo struct {
 	lic        *policy.License
 	hasCredits bool
 	remaining  int64
+	limit      int64
 	errorCode  string
 }
 
@@ -307,6 +311,9 @@ func (p *licenseInfo) replace(key string) (any, bool) {
 		}
 		return "", true
 	case "http.license.credits_limit":
+		if p.hasCredits {
+			return strconv.FormatInt(p.limit, 10), true
+		}
 		if l.HasCredits {
 			return strconv.FormatInt(l.Credits, 10), true
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,7 +30,7 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 	})
 	repl := caddy.NewReplacer()
 	o := redisstore.Options{
-		Addresses:  sc.Addresses,
+		Addresses:  slices.Clone(sc.Addresses),
 		MasterName: sc.MasterName,
 		Username:   repl.ReplaceAll(sc.Username, ""),
 		Password:   repl.ReplaceAll(sc.Password, ""),

@@ -12,7 +12,17 @@ import (
 // BenchmarkCharge measures one Charge: one round trip to a local Redis.
 func BenchmarkCharge(b *testing.B) {
 	srv := testredis.Start(b)
-	s := newStore(b, Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second})
+	for _, mode := range []struct {
+		name string
+		off  bool
+	}{{"pipelined", false}, {"unpipelined", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			benchCharge(b, newStore(b, Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second, NoPipelining: mode.off}))
+		})
+	}
+}
+
+func benchCharge(b *testing.B, s *Store) {
 	now := time.Now()
 	charges := map[string]policy.Charge{
 		"credits":       {Key: "bench-credits", Cost: 1, Limit: policy.MaxCredits},
@@ -32,6 +42,7 @@ func BenchmarkCharge(b *testing.B) {
 		})
 		b.Run(name+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
+			b.SetParallelism(32) // as many requests in flight as a loaded gateway has
 			b.RunParallel(func(pb *testing.PB) {
 				ctx := context.Background()
 				c := c

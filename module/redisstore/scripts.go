@@ -185,11 +185,17 @@ func (onceCmd) NoRetry() bool { return true }
 // when Redis answers NOSCRIPT, as after a restart or SCRIPT FLUSH) but is
 // never retried after it may have run.
 func (s *Store) runOnce(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	process := s.client.Process
+	if s.ap != nil {
+		// The autopipeliner keeps NoRetry: a batch holding such commands
+		// is never re-sent.
+		process = s.ap.Process
+	}
 	cmd := onceCmd{redis.NewCmd(ctx, evalArgs("evalsha", sc.Hash(), keys, args)...)}
-	_ = s.client.Process(ctx, cmd)
+	_ = process(ctx, cmd)
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		cmd = onceCmd{redis.NewCmd(ctx, evalArgs("eval", scriptSource[sc], keys, args)...)}
-		_ = s.client.Process(ctx, cmd)
+		_ = process(ctx, cmd)
 	}
 	return cmd.Result()
 }

@@ -52,12 +52,19 @@ type Options struct {
 	PoolSize int
 	// Prefix starts every key; empty means DefaultPrefix.
 	Prefix string
+	// NoPipelining sends each charge on its own instead of batching the
+	// charges of concurrent requests into pipelines.
+	NoPipelining bool
 }
 
 // Store is a policy.Counters backed by Redis. It is safe for concurrent
 // use; one Store (one connection pool) serves a whole gateway.
 type Store struct {
 	client redis.UniversalClient
+	// ap batches the charge scripts of concurrent requests into pipelines
+	// (one write and one read for many requests), on Cluster per node.
+	// Nil when Options.NoPipelining is set.
+	ap     *redis.AutoPipeliner
 	prefix string
 }
 
@@ -112,7 +119,21 @@ func New(o Options) (*Store, error) {
 		// back-off. The pool keeps probing and recovers by itself.
 		DialerRetries: 1,
 	})
-	return &Store{client: client, prefix: o.Prefix}, nil
+	st := &Store{client: client, prefix: o.Prefix}
+	if !o.NoPipelining {
+		ap, err := client.AutoPipelineWithOptions(&redis.AutoPipelineOptions{
+			// Charges are independent of one another: batches may run
+			// side by side, in any order.
+			MaxConcurrentBatches: 2,
+			Unordered:            true,
+		})
+		if err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("redisstore: auto-pipelining: %w", err)
+		}
+		st.ap = ap
+	}
+	return st, nil
 }
 
 // Close closes the connections.
