@@ -481,6 +481,11 @@ func TestTimedOutChargeIsNotSentAgain(t *testing.T) {
 	if err := s.Ping(ctx); err != nil { // connect while replies are quick
 		t.Fatal(err)
 	}
+	// The pipelined path has its own connections: open one too.
+	warm := time.Now()
+	if _, err := s.Charge(ctx, &policy.Charge{Key: "warm", Cost: 1, Limit: 100, Expires: warm.Add(time.Hour), Now: warm}); err != nil {
+		t.Fatal(err)
+	}
 
 	proxy.armed.Store(true)
 	now := time.Now()

@@ -185,6 +185,9 @@ func (onceCmd) NoRetry() bool { return true }
 // when Redis answers NOSCRIPT, as after a restart or SCRIPT FLUSH) but is
 // never retried after it may have run.
 func (s *Store) runOnce(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	process := s.client.Process
 	if s.ap != nil {
 		// The autopipeliner keeps NoRetry: a batch holding such commands
