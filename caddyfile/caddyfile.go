@@ -300,13 +300,14 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 }
 
 func intArg(d *caddyfile.Dispenser, dst *int64, min int64) error {
+	opt := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
 		return err
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < min {
-		return d.Errf("%s: %q is not an integer ≥ %d", d.Val(), s, min)
+		return d.Errf("%s: %q is not an integer ≥ %d", opt, s, min)
 	}
 	*dst = n
 	return nil

@@ -184,7 +184,10 @@ func (r *remoteKeys) refreshFor(ctx context.Context, kid string) bool {
 	}
 	r.lastEarly = now
 	r.fetchMu.Unlock()
-	_ = r.fetch(ctx)
+	// The fetch outlives the request that caused it: a client hanging up
+	// must not abort it, since the rate limit's slot is spent either way
+	// (opts.timeout still bounds it).
+	_ = r.fetch(context.WithoutCancel(ctx))
 	return r.set.Load().has(kid)
 }
 

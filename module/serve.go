@@ -222,7 +222,10 @@ func (g *Gate) logReject(r *http.Request, rej *policy.Reject, status int, lic *p
 	}
 	if g.events != nil && g.events.ShouldEmit(EventRejected) {
 		g.events.Emit(g.ctx, EventRejected, map[string]any{
-			"code": string(rej.Code), "status": status, "item": g.RequireItem, "sub": sub, "jti": jti,
+			// Caddy may name a sibling handler as the event's origin (its
+			// provisioning context shares ancestry): say who emits it.
+			"module": "http.handlers.license_gate",
+			"code":   string(rej.Code), "status": status, "item": g.RequireItem, "sub": sub, "jti": jti,
 			"lic": licID, "kid": kid, "iss": iss, "client_ip": clientIP(r).String(), "method": r.Method,
 			"uri": g.loggableURI(r), "detail": rej.Detail, "shadow": g.Shadow,
 		})
