@@ -29,6 +29,12 @@ var (
 	})
 )
 
+// The label sets of the hot path, resolved once.
+var (
+	allowedTotal = requestsTotal.WithLabelValues("allowed", "")
+	passedTotal  = requestsTotal.WithLabelValues("passed", "serviceUnavailable")
+)
+
 // registerMetrics adds the collectors to a Caddy metrics registry; doing
 // it again (several gates, reloads) is harmless.
 func registerMetrics(reg *prometheus.Registry) error {

@@ -79,56 +79,26 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	info := &licenseInfo{lic: lic}
 	var charged int64
 	if lic.HasCredits || lic.Seats > 0 || lic.CountKey != "" {
-		if lic.CountKey == "" {
-			return g.deny(w, r, next, repl, ent, policy.Rejectf(policy.CodeNotAuthorized,
-				"the token limits credits or seats but has no %s claim to count them by", g.verifier.names.CreditsKey), now)
+		var rej *policy.Reject
+		var failedOpen bool
+		charged, failedOpen, rej = g.charge(r, lic, q.Hardware, now, info)
+		if rej != nil {
+			return g.deny(w, r, next, repl, ent, rej, now)
 		}
-		c := policy.Charge{Key: lic.CountKey, Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: q.Hardware,
-			SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now}
-		if lic.HasCredits {
-			c.Limit = lic.Credits
-		}
-		start := time.Now()
-		res, err := g.store.Charge(r.Context(), &c)
-		storeSeconds.Observe(time.Since(start).Seconds())
-		if err != nil {
-			g.logger.Error("counter store failed", zap.Error(err), zap.Bool("fail_open", g.failOpen),
-				zap.String("jti", lic.ID), zap.String("lic", lic.LicenseID))
-			if !g.failOpen {
-				return g.deny(w, r, next, repl, ent, &policy.Reject{Code: policy.CodeServiceUnavailable,
-					Status: http.StatusServiceUnavailable, Detail: "the counter store is unavailable",
-					RetryAfter: storeRetryAfter}, now)
-			}
-			requestsTotal.WithLabelValues("passed", string(policy.CodeServiceUnavailable)).Inc()
+		if failedOpen {
+			passedTotal.Inc()
 			info.errorCode = string(policy.CodeServiceUnavailable)
 			g.setPlaceholders(repl, info)
 			return next.ServeHTTP(w, r)
 		}
-		switch res.Outcome {
-		case policy.Revoked:
-			return g.deny(w, r, next, repl, ent, policy.Rejectf(policy.CodeNotAuthorized, "the license has been revoked"), now)
-		case policy.CreditsExhausted:
-			return g.deny(w, r, next, repl, ent, policy.Rejectf(policy.CodeMaxUseCountExceed,
-				"used %d of %d credits, request costs %d", res.Used, c.Limit, c.Cost), now)
-		case policy.SeatsFull:
-			return g.deny(w, r, next, repl, ent, &policy.Reject{Code: policy.CodeMaxConcurrentSessions,
-				Status: http.StatusTooManyRequests, RetryAfter: max(res.RetryAfter, time.Second),
-				Detail: fmt.Sprintf("all %d seats are held by other devices", lic.Seats)}, now)
-		}
-		if lic.HasCredits {
-			charged = c.Cost
-			info.hasCredits = true
-			info.remaining = policy.Remaining(lic.Credits, res.Used)
+		if info.hasCredits {
 			h := w.Header()
 			h.Set(HeaderCreditsRemaining, strconv.FormatInt(info.remaining, 10))
-			// A top up through the admin API can leave more than the
-			// token's own credits; the limit then shows what was granted.
-			info.limit = max(lic.Credits, info.remaining)
 			h.Set(HeaderCreditsLimit, strconv.FormatInt(info.limit, 10))
 		}
 	}
 	g.setPlaceholders(repl, info)
-	requestsTotal.WithLabelValues("allowed", "").Inc()
+	allowedTotal.Inc()
 	if ce := g.logger.Check(zapcore.DebugLevel, "license allowed"); ce != nil {
 		ce.Write(zap.String("sub", lic.Subject), zap.String("jti", lic.ID), zap.String("lic", lic.LicenseID),
 			zap.String("kid", ent.kid), zap.String("item", g.RequireItem))
@@ -137,6 +107,53 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return next.ServeHTTP(w, r)
 	}
 	return g.serveWithRefund(w, r, next, lic.CountKey, charged)
+}
+
+// charge runs the request's counting in the store: revocation, seat and
+// credits in one round trip. It returns the credits charged, whether the
+// store failed and the request passes anyway (fail_open), or the reject.
+// On success it fills info's credits fields.
+func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now time.Time, info *licenseInfo) (int64, bool, *policy.Reject) {
+	if lic.CountKey == "" {
+		return 0, false, policy.Rejectf(policy.CodeNotAuthorized,
+			"the token limits credits or seats but has no %s claim to count them by", g.verifier.names.CreditsKey)
+	}
+	c := policy.Charge{Key: lic.CountKey, Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: hardware,
+		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now}
+	if lic.HasCredits {
+		c.Limit = lic.Credits
+	}
+	start := time.Now()
+	res, err := g.store.Charge(r.Context(), &c)
+	storeSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		g.logger.Error("counter store failed", zap.Error(err), zap.Bool("fail_open", g.failOpen),
+			zap.String("jti", lic.ID), zap.String("lic", lic.LicenseID))
+		if g.failOpen {
+			return 0, true, nil
+		}
+		return 0, false, &policy.Reject{Code: policy.CodeServiceUnavailable, Status: http.StatusServiceUnavailable,
+			Detail: "the counter store is unavailable", RetryAfter: storeRetryAfter}
+	}
+	switch res.Outcome {
+	case policy.Revoked:
+		return 0, false, policy.Rejectf(policy.CodeNotAuthorized, "the license has been revoked")
+	case policy.CreditsExhausted:
+		return 0, false, policy.Rejectf(policy.CodeMaxUseCountExceed,
+			"used %d of %d credits, request costs %d", res.Used, c.Limit, c.Cost)
+	case policy.SeatsFull:
+		return 0, false, &policy.Reject{Code: policy.CodeMaxConcurrentSessions, Status: http.StatusTooManyRequests,
+			RetryAfter: max(res.RetryAfter, time.Second), Detail: fmt.Sprintf("all %d seats are held by other devices", lic.Seats)}
+	}
+	if !lic.HasCredits {
+		return 0, false, nil
+	}
+	info.hasCredits = true
+	info.remaining = policy.Remaining(lic.Credits, res.Used)
+	// A top up through the admin API can leave more than the token's own
+	// credits; the limit then shows what was granted.
+	info.limit = max(lic.Credits, info.remaining)
+	return c.Cost, false, nil
 }
 
 // serveWithRefund passes the request on and gives the credits back, once,
