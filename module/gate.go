@@ -304,6 +304,7 @@ func (g *Gate) provisionVerifier() error {
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(g.rules.Leeway),
 		jwt.WithJSONNumber(),
+		jwt.WithStrictDecoding(),
 		jwt.WithTimeFunc(func() time.Time { return g.now() }),
 	}
 	if len(g.Audiences) > 0 {

@@ -14,8 +14,13 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwk"
 )
 
-// minRSABits is the smallest RSA modulus accepted from a key set.
-const minRSABits = 2048
+// minRSABits and maxRSABits bound the RSA modulus accepted from a key set:
+// shorter keys are weak, longer ones make every verification (of any
+// token naming them, signed or not) expensive; crypto/tls has the same cap.
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
 
 // verifyKey is one public key of a key set, converted once for the
 // verifier.
@@ -94,13 +99,16 @@ func convertKey(k jwk.Key) (verifyKey, string) {
 	}
 	var raw any
 	if err := k.Raw(&raw); err != nil {
-		return verifyKey{}, "unreadable key: " + err.Error()
+		return verifyKey{}, "unreadable key: " + clip(err.Error())
 	}
 	var pub crypto.PublicKey
 	switch p := raw.(type) {
 	case *rsa.PublicKey:
 		if p.N.BitLen() < minRSABits {
 			return verifyKey{}, fmt.Sprintf("RSA key of %d bits is under %d", p.N.BitLen(), minRSABits)
+		}
+		if p.N.BitLen() > maxRSABits {
+			return verifyKey{}, fmt.Sprintf("RSA key of %d bits is over %d", p.N.BitLen(), maxRSABits)
 		}
 		pub = p
 	case *ecdsa.PublicKey:
@@ -109,8 +117,14 @@ func convertKey(k jwk.Key) (verifyKey, string) {
 		default:
 			return verifyKey{}, "unsupported elliptic curve"
 		}
+		if _, err := p.ECDH(); err != nil {
+			return verifyKey{}, "the EC key is not a point of its curve"
+		}
 		pub = p
 	case ed25519.PublicKey:
+		if len(p) != ed25519.PublicKeySize {
+			return verifyKey{}, fmt.Sprintf("Ed25519 key of %d bytes, not %d", len(p), ed25519.PublicKeySize)
+		}
 		pub = p
 	default:
 		return verifyKey{}, fmt.Sprintf("unsupported key type %T", raw)

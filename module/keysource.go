@@ -69,7 +69,7 @@ func wrapSingleKey(doc []byte) []byte {
 
 func logRefused(logger *zap.Logger, source string, refused []refusedKey) {
 	for _, r := range refused {
-		logger.Error("key refused", zap.String("source", source), zap.String("kid", r.kid), zap.String("reason", r.reason))
+		logger.Error("key refused", zap.String("source", source), zap.String("kid", clip(r.kid)), zap.String("reason", r.reason))
 	}
 }
 
@@ -101,9 +101,15 @@ type remoteKeys struct {
 	set     atomic.Pointer[keySet]
 	jwksURL atomic.Pointer[string] // resolved by discovery
 
-	fetchMu   sync.Mutex // one fetch at a time
-	lastEarly time.Time  // guarded by fetchMu
-	failing   atomic.Bool
+	fetchMu     sync.Mutex // one fetch at a time
+	lastRefused string     // the refusals last logged; guarded by fetchMu
+	failing     atomic.Bool
+
+	// The kid-refresh limiter is one timestamp, whatever the number of
+	// kids presented. It has its own lock so that requests naming unknown
+	// kids never queue behind a fetch from a hanging key server.
+	earlyMu   sync.Mutex
+	lastEarly time.Time // guarded by earlyMu
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -172,30 +178,47 @@ func (r *remoteKeys) run(ctx context.Context) {
 // refreshFor implements keySource: at most one early fetch per minEarly,
 // whatever the number of unknown kids presented.
 func (r *remoteKeys) refreshFor(ctx context.Context, kid string) bool {
-	r.fetchMu.Lock()
 	if r.set.Load().has(kid) {
-		r.fetchMu.Unlock()
 		return true
 	}
+	if r.set.Load() == nil {
+		// Nothing loaded yet: the first load may be in flight; wait for
+		// it rather than answer 503 at once. Once keys are loaded, no
+		// request waits for a fetch it did not start.
+		r.fetchMu.Lock()
+		r.fetchMu.Unlock()
+		if r.set.Load().has(kid) {
+			return true
+		}
+	}
+	r.earlyMu.Lock()
 	now := r.now()
 	if !r.lastEarly.IsZero() && now.Sub(r.lastEarly) < r.opts.minEarly {
-		r.fetchMu.Unlock()
-		return false
+		r.earlyMu.Unlock()
+		// Another request's refresh may have brought the kid meanwhile.
+		return r.set.Load().has(kid)
 	}
 	r.lastEarly = now
-	r.fetchMu.Unlock()
+	r.earlyMu.Unlock()
 	// The fetch outlives the request that caused it: a client hanging up
 	// must not abort it, since the rate limit's slot is spent either way
 	// (opts.timeout still bounds it).
-	_ = r.fetch(context.WithoutCancel(ctx))
+	_ = r.fetchFor(context.WithoutCancel(ctx), kid)
 	return r.set.Load().has(kid)
 }
 
 // fetch loads the key set once (resolving discovery first when needed) and
 // stores it when usable. Failures keep the previous set.
-func (r *remoteKeys) fetch(ctx context.Context) error {
+func (r *remoteKeys) fetch(ctx context.Context) error { return r.fetchFor(ctx, "") }
+
+// fetchFor is fetch for a kid: it skips the fetch when one that ran while
+// it waited brought the kid.
+func (r *remoteKeys) fetchFor(ctx context.Context, kid string) error {
 	r.fetchMu.Lock()
 	defer r.fetchMu.Unlock()
+	if kid != "" && r.set.Load().has(kid) {
+		return nil
+	}
 	err := r.fetchLocked(ctx)
 	if err != nil {
 		jwksRefreshes.WithLabelValues("error").Inc()
@@ -229,12 +252,29 @@ func (r *remoteKeys) fetchLocked(ctx context.Context) error {
 		return err
 	}
 	ks, refused, err := parseKeySet(doc)
-	logRefused(r.logger, *u, refused)
+	// Refused keys are logged when the refusals change, not on every
+	// refresh of the same document.
+	if key := refusedKeyString(refused); key != r.lastRefused {
+		logRefused(r.logger, *u, refused)
+		r.lastRefused = key
+	}
 	if err != nil {
 		return err
 	}
 	r.set.Store(ks)
 	return nil
+}
+
+// refusedKeyString identifies a list of refusals.
+func refusedKeyString(refused []refusedKey) string {
+	var b strings.Builder
+	for _, k := range refused {
+		b.WriteString(k.kid)
+		b.WriteByte(0)
+		b.WriteString(k.reason)
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 // discover reads the OpenID provider configuration and returns jwks_uri.

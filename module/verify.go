@@ -1,14 +1,18 @@
 package module
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -58,8 +62,11 @@ type verified struct {
 	expires time.Time // when the entry must be verified again
 }
 
-// tokenHash keys the verified-token cache.
-func tokenHash(tok string) [32]byte { return sha256.Sum256([]byte(tok)) }
+// tokenHash keys the verified-token cache. It hashes the string's bytes
+// in place: no copy on the hot path (sha256 only reads them).
+func tokenHash(tok string) [32]byte {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(tok), len(tok)))
+}
 
 // verify returns the token's license, from the cache when the same token
 // was verified before (expiry is checked by the caller on every request).
@@ -69,6 +76,9 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 	if e := v.cache.get(h, now); e != nil {
 		cacheHits.Inc()
 		return e, nil
+	}
+	if rej := checkCompact(tok); rej != nil {
+		return &verified{}, rej
 	}
 	var kid string
 	claims := jwt.MapClaims{}
@@ -83,9 +93,17 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 		// The signature held but a time claim failed: a token of an
 		// issuer that is not accepted is still notAuthorized, as a wrong
 		// aud is, whatever its exp, nbf or iat say.
-		if errors.Is(err, jwt.ErrTokenInvalidClaims) && len(v.issuers) > 0 {
-			if iss, _ := claims["iss"].(string); !slices.Contains(v.issuers, iss) {
+		if errors.Is(err, jwt.ErrTokenInvalidClaims) {
+			if iss, _ := claims["iss"].(string); len(v.issuers) > 0 && !slices.Contains(v.issuers, iss) {
 				return failed, policy.Rejectf(policy.CodeNotAuthorized, "issuer %.100q is not accepted", iss)
+			}
+			// So is a claim of the wrong type or range (an exp of 1e300
+			// is not an expired token but a malformed one).
+			if _, derr := policy.Decode(claims, &v.names); derr != nil {
+				var rej *policy.Reject
+				if errors.As(derr, &rej) {
+					return failed, rej
+				}
 			}
 		}
 		return failed, rejectForParse(err)
@@ -232,4 +250,320 @@ func algorithmsFor(configured []string, haveSecret bool) ([]string, error) {
 		}
 	}
 	return configured, nil
+}
+
+// maxJSONDepth bounds the nesting of the decoded header and claims: the
+// top-level object counts as one.
+const maxJSONDepth = 32
+
+// Errors of the strict JSON check.
+var (
+	errJSONSyntax    = errors.New("invalid JSON")
+	errJSONDepth     = fmt.Errorf("JSON nested deeper than %d levels", maxJSONDepth)
+	errJSONDuplicate = errors.New("duplicate JSON object key")
+	errJSONNotObject = errors.New("not a JSON object")
+)
+
+// strictB64 is the only encoding of a JWS segment: base64url without
+// padding, trailing bits zero (RFC 7515 §2, §7.1).
+var strictB64 = base64.RawURLEncoding.Strict()
+
+// checkCompact refuses what the JWT parser would silently accept: anything
+// but three segments of the base64url alphabet (padding, the standard
+// alphabet, whitespace — Go's decoder skips CR and LF — a 5-segment JWE),
+// non-zero trailing bits (another spelling of the same signature), and a
+// header or claims set that is not one JSON object free of duplicate keys
+// and of nesting deeper than maxJSONDepth (encoding/json takes the last of
+// duplicate keys where another parser may take the first, and ignores data
+// after the claims object). It runs once per token that is not cached,
+// after the size cap.
+func checkCompact(tok string) *policy.Reject {
+	dots := 0
+	for i := 0; i < len(tok); i++ {
+		switch c := tok[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		case c == '.':
+			dots++
+		default:
+			return policy.Rejectf(policy.CodeNotAuthorized, "malformed token: byte 0x%02x at offset %d is not base64url", c, i)
+		}
+	}
+	if dots != 2 {
+		return policy.Rejectf(policy.CodeNotAuthorized, "malformed token: %d segments, a JWS has 3", dots+1)
+	}
+	var buf [4096]byte
+	rest := tok
+	for i, name := range [...]string{"header", "claims", "signature"} {
+		seg, after, _ := strings.Cut(rest, ".")
+		rest = after
+		doc, err := strictB64.AppendDecode(buf[:0], unsafe.Slice(unsafe.StringData(seg), len(seg)))
+		if err != nil {
+			return policy.Rejectf(policy.CodeNotAuthorized, "malformed token: %s is not canonical base64url", name)
+		}
+		if i < 2 {
+			if err := checkJSON(doc); err != nil {
+				return policy.Rejectf(policy.CodeNotAuthorized, "malformed token: %s: %v", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkJSON reports whether doc is one JSON object with no duplicate key
+// in any object and no nesting deeper than maxJSONDepth. It accepts exactly
+// the documents encoding/json accepts that meet those rules.
+func checkJSON(doc []byte) error {
+	s := jsonScanner{b: doc}
+	s.space()
+	if s.peek() != '{' {
+		return errJSONNotObject
+	}
+	if err := s.value(1); err != nil {
+		return err
+	}
+	s.space()
+	if s.i != len(s.b) {
+		return errJSONSyntax
+	}
+	return nil
+}
+
+// jsonScanner is a validating JSON reader that keeps nothing but the keys
+// of the objects it is in.
+type jsonScanner struct {
+	b []byte
+	i int
+}
+
+func (s *jsonScanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *jsonScanner) space() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *jsonScanner) value(depth int) error {
+	switch c := s.peek(); {
+	case c == '{':
+		return s.object(depth)
+	case c == '[':
+		return s.array(depth)
+	case c == '"':
+		_, err := s.str()
+		return err
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || c >= '0' && c <= '9':
+		return s.number()
+	}
+	return errJSONSyntax
+}
+
+func (s *jsonScanner) object(depth int) error {
+	if depth > maxJSONDepth {
+		return errJSONDepth
+	}
+	s.i++ // {
+	s.space()
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	var keys [16][]byte
+	n := 0
+	var many map[string]struct{} // once an object has more than len(keys) keys
+	for {
+		s.space()
+		if s.peek() != '"' {
+			return errJSONSyntax
+		}
+		key, err := s.str()
+		if err != nil {
+			return err
+		}
+		if many == nil && n == len(keys) {
+			many = make(map[string]struct{}, 2*len(keys))
+			for _, k := range keys {
+				many[string(k)] = struct{}{}
+			}
+		}
+		if many != nil {
+			if _, dup := many[string(key)]; dup {
+				return errJSONDuplicate
+			}
+			many[string(key)] = struct{}{}
+		} else {
+			for _, k := range keys[:n] {
+				if string(k) == string(key) {
+					return errJSONDuplicate
+				}
+			}
+			keys[n] = key
+			n++
+		}
+		s.space()
+		if s.peek() != ':' {
+			return errJSONSyntax
+		}
+		s.i++
+		s.space()
+		if err := s.value(depth + 1); err != nil {
+			return err
+		}
+		s.space()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return nil
+		default:
+			return errJSONSyntax
+		}
+	}
+}
+
+func (s *jsonScanner) array(depth int) error {
+	if depth > maxJSONDepth {
+		return errJSONDepth
+	}
+	s.i++ // [
+	s.space()
+	if s.peek() == ']' {
+		s.i++
+		return nil
+	}
+	for {
+		s.space()
+		if err := s.value(depth + 1); err != nil {
+			return err
+		}
+		s.space()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return nil
+		default:
+			return errJSONSyntax
+		}
+	}
+}
+
+// str reads a string and returns its value as encoding/json decodes it:
+// the raw bytes when they hold no escape and only ASCII, else the decoded
+// value (escapes resolved, invalid UTF-8 replaced), so that keys equal
+// after decoding count as duplicates.
+func (s *jsonScanner) str() ([]byte, error) {
+	start := s.i
+	s.i++ // "
+	plain := true
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			if plain {
+				return s.b[start+1 : s.i-1], nil
+			}
+			var v string
+			if err := json.Unmarshal(bytes.Clone(s.b[start:s.i]), &v); err != nil {
+				return nil, errJSONSyntax
+			}
+			return []byte(v), nil
+		case c == '\\':
+			plain = false
+			s.i++
+			switch s.peek() {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i++
+			case 'u':
+				s.i++
+				for range 4 {
+					if !isHex(s.peek()) {
+						return nil, errJSONSyntax
+					}
+					s.i++
+				}
+			default:
+				return nil, errJSONSyntax
+			}
+		case c < 0x20:
+			return nil, errJSONSyntax
+		default:
+			if c >= 0x80 {
+				plain = false
+			}
+			s.i++
+		}
+	}
+	return nil, errJSONSyntax
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func (s *jsonScanner) literal(lit string) error {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return errJSONSyntax
+	}
+	s.i += len(lit)
+	return nil
+}
+
+// number reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *jsonScanner) number() error {
+	if s.peek() == '-' {
+		s.i++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case c >= '1' && c <= '9':
+		s.digits()
+	default:
+		return errJSONSyntax
+	}
+	if s.peek() == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return errJSONSyntax
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.i++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return errJSONSyntax
+		}
+	}
+	return nil
+}
+
+func (s *jsonScanner) digits() int {
+	n := 0
+	for c := s.peek(); c >= '0' && c <= '9'; c = s.peek() {
+		s.i++
+		n++
+	}
+	return n
 }

@@ -73,6 +73,13 @@ func Decode(raw map[string]any, names *ClaimNames) (*License, error) {
 	if l.LicenseID, err = optScalar(raw, names.LicenseID); err != nil {
 		return nil, err
 	}
+	// aud is checked by the JWT parser only when audiences are configured;
+	// a token is still refused for one of the wrong type.
+	if v, ok := raw["aud"]; ok {
+		if _, err := stringList("aud", v, true); err != nil {
+			return nil, err
+		}
+	}
 	if _, ok := raw["exp"]; !ok {
 		return nil, ClaimError("exp", "required but missing")
 	}

@@ -42,6 +42,9 @@ func TestDecodeRejectsMalformedClaims(t *testing.T) {
 		{"sub as a number is notAuthorized", map[string]any{"sub": num("7")}, "sub"},
 		{"jti as a number is notAuthorized", map[string]any{"jti": num("7")}, "jti"},
 		{"iss as an array is notAuthorized", map[string]any{"iss": []any{"a"}}, "iss"},
+		{"aud as a number is notAuthorized", map[string]any{"aud": num("7")}, "aud"},
+		{"aud with a number is notAuthorized", map[string]any{"aud": []any{"api", num("7")}}, "aud"},
+		{"aud as an object is notAuthorized", map[string]any{"aud": map[string]any{"api": true}}, "aud"},
 		{"lic as a bool is notAuthorized", map[string]any{"lic": true}, "lic"},
 		{"lic as a fraction is notAuthorized", map[string]any{"lic": num("1.5")}, "lic"},
 		{"lic as a float fraction is notAuthorized", map[string]any{"lic": 1.5}, "lic"},
@@ -141,6 +144,11 @@ func TestDecodeAccepts(t *testing.T) {
 				l.LicenseID != "LIC-9" || l.CountKey != "tok-1" ||
 				!l.NotBefore.Equal(time.Unix(1, 0)) || !l.IssuedAt.Equal(time.Unix(2, 0)) {
 				t.Errorf("unexpected license %+v", l)
+			}
+		}},
+		{"aud as a string or a list of strings is accepted", map[string]any{"aud": []any{"api", "api2"}}, func(t *testing.T, l *policy.License) {
+			if l.Raw["aud"] == nil {
+				t.Errorf("aud lost")
 			}
 		}},
 		{"exp as float64 with a fraction", map[string]any{"exp": 1.5}, func(t *testing.T, l *policy.License) {
