@@ -415,7 +415,7 @@ func TestFoundationRejectLogs(t *testing.T) {
 		{"unlicensed item after verification", c.request(t, http.MethodPost, "/b", "Authorization", "Bearer "+unlicensed), 403, "noLicenseFound",
 			map[string]any{"item": "axesWord", "method": "POST", "sub": "dave", "jti": "jti-log-1", "lic": "L-7", "kid": "k1", "iss": "https://iss.example"}, ""},
 		{"expired", c.request(t, http.MethodGet, "/c", "Authorization", "Bearer "+expired), 401, "licenseExpired",
-			map[string]any{"item": "axesWord", "kid": "k1", "sub": ""}, ""},
+			map[string]any{"item": "axesWord", "kid": "k1", "sub": "erin"}, ""},
 		{"unknown kid", c.request(t, http.MethodGet, "/d", "Authorization", "Bearer "+unknownKid), 401, "notAuthorized",
 			map[string]any{"item": "axesWord", "kid": "zz-unknown"}, ""},
 		{"token in the query", c.request(t, http.MethodGet, "/q/e?a=1&t="+queryExpired+"&b=2"), 401, "licenseExpired",

@@ -137,6 +137,25 @@ http://127.0.0.1:%d {
 	%s
 }
 `, admin, port, opt.Globals, port, site)
+	return runCaddyfile(t, dir, cfg, port, admin, opt.Env)
+}
+
+// StartCaddyfile runs the binary on a whole Caddyfile of the caller's (in a
+// fresh directory holding files), whose site listens on port and whose
+// admin endpoint is on admin, and waits until it serves.
+func StartCaddyfile(t testing.TB, cfg string, port, admin int, files map[string]string, env ...string) *Caddy {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return runCaddyfile(t, dir, cfg, port, admin, env)
+}
+
+func runCaddyfile(t testing.TB, dir, cfg string, port, admin int, env []string) *Caddy {
+	t.Helper()
 	cfgPath := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -149,7 +168,7 @@ http://127.0.0.1:%d {
 	}
 	c.cmd = exec.Command(binPath, "run", "--config", cfgPath, "--adapter", "caddyfile")
 	c.cmd.Dir = dir
-	c.cmd.Env = append(append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir), opt.Env...)
+	c.cmd.Env = append(append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir), env...)
 	c.cmd.Stdout, c.cmd.Stderr = c.Logs, c.Logs
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -99,12 +99,15 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 			}
 			// So is a claim of the wrong type or range (an exp of 1e300
 			// is not an expired token but a malformed one).
-			if _, derr := policy.Decode(claims, &v.names); derr != nil {
+			lic, derr := policy.Decode(claims, &v.names)
+			if derr != nil {
 				var rej *policy.Reject
 				if errors.As(derr, &rej) {
 					return failed, rej
 				}
 			}
+			// The signature held: the log may name the license.
+			failed.lic = lic
 		}
 		return failed, rejectForParse(err)
 	}

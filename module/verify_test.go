@@ -301,7 +301,7 @@ func TestRejectLogLineNeverHoldsTheToken(t *testing.T) {
 	for _, tc := range []struct {
 		tok, code, sub string
 	}{
-		{expired, "licenseExpired", ""}, // not verified: claims unknown
+		{expired, "licenseExpired", "carol"}, // signature held: the log names the license
 		{unlicensed, "noLicenseFound", "carol"},
 		{"garbage.token.here", "notAuthorized", ""},
 	} {
