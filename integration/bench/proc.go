@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/licensegate/licensegate/internal/testredis"
 )
 
 // proc is a child process of the harness.
@@ -264,9 +263,9 @@ func startRedis(ps *procSet, bin, dir string) (*redisServer, error) {
 				lastErr = fmt.Errorf("redis-server exited at start:\n%s", p.tail())
 				break
 			}
-			if reply, err := redisDo(addr, "PING"); err == nil && reply == "PONG" {
+			if reply, err := testredis.Command(addr, "PING"); err == nil && reply == "PONG" {
 				r := &redisServer{addr: addr, p: p}
-				if info, err := redisDo(addr, "INFO", "server"); err == nil {
+				if info, err := testredis.Command(addr, "INFO", "server"); err == nil {
 					for _, line := range strings.Split(info, "\n") {
 						if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
 							r.version = v
@@ -284,69 +283,6 @@ func startRedis(ps *procSet, bin, dir string) (*redisServer, error) {
 		p.stop()
 	}
 	return nil, lastErr
-}
-
-// redisDo sends one command on a fresh connection and returns the reply as
-// text (arrays joined by newlines, nil as "").
-func redisDo(addr string, args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := conn.Write(b.Bytes()); err != nil {
-		return "", err
-	}
-	return readReply(bufio.NewReader(conn))
-}
-
-func readReply(r *bufio.Reader) (string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimSuffix(line, "\r\n")
-	if line == "" {
-		return "", errors.New("empty reply")
-	}
-	switch line[0] {
-	case '+', ':':
-		return line[1:], nil
-	case '-':
-		return "", fmt.Errorf("redis: %s", line[1:])
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil {
-			return "", err
-		}
-		if n < 0 {
-			return "", nil
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	case '*':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 {
-			return "", err
-		}
-		parts := make([]string, n)
-		for i := range parts {
-			if parts[i], err = readReply(r); err != nil {
-				return "", err
-			}
-		}
-		return strings.Join(parts, "\n"), nil
-	}
-	return "", fmt.Errorf("unexpected reply %q", line)
 }
 
 // caddyProc is one running Caddy of a scenario.

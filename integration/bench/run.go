@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/licensegate/licensegate/internal/testredis"
 )
 
 //go:embed bench.lua
@@ -306,12 +308,12 @@ func (b *bench) checkRedis(runs []result) string {
 	if sent == 0 {
 		return ""
 	}
-	used, err := redisDo(b.redis.addr, "GET", "lg:{"+b.toks.hotJTI+"}:used")
+	used, err := testredis.Command(b.redis.addr, "GET", "lg:{"+b.toks.hotJTI+"}:used")
 	if err != nil {
 		return "could not read the hot token's counter: " + err.Error()
 	}
 	n, _ := strconv.ParseInt(used, 10, 64)
-	keys, _ := redisDo(b.redis.addr, "DBSIZE")
+	keys, _ := testredis.Command(b.redis.addr, "DBSIZE")
 	verdict := "ok"
 	if n < sent {
 		verdict = "MISMATCH: fewer charges than requests"

@@ -297,8 +297,13 @@ func tail(path string) string {
 	return string(b)
 }
 
-// do speaks just enough RESP for the harness: one command, one reply.
-func do(addr string, args ...string) (string, error) {
+// do is Command, for the harness itself.
+func do(addr string, args ...string) (string, error) { return Command(addr, args...) }
+
+// Command sends one command to addr on a fresh connection and returns the
+// reply as text (arrays joined by newlines, nil as ""). It speaks just
+// enough RESP for test and benchmark harnesses.
+func Command(addr string, args ...string) (string, error) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
