@@ -384,3 +384,34 @@ func TestStoreFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestCountingThroughSentinel: with master_name the store finds the
+// master through a Sentinel; credits stay exact over two gateways.
+func TestCountingThroughSentinel(t *testing.T) {
+	t.Parallel()
+	master := testredis.Start(t)
+	sentinel := testredis.StartSentinel(t, master, "mymaster")
+	key := NewRSAKey(t, "k1", "RS256")
+	ks := NewKeyServer(t, JWKS(t, key))
+	up := Upstream(t, http.StatusOK)
+	site := `
+	license_gate {
+		jwks_url ` + ks.JWKSURL() + `
+		store redis {
+			addresses ` + sentinel.Addr() + `
+			master_name mymaster
+			timeout 5s
+		}
+	}
+	reverse_proxy ` + hostPort(up.URL)
+	gates := []*Caddy{StartCaddy(t, site), StartCaddy(t, site)}
+	claims := Std("credits", 40)
+	tok := key.Sign(t, claims)
+	counts := hammer(t, gates, tok, 100, 16)
+	if counts[200] != 40 || counts[403] != 60 {
+		t.Fatalf("statuses %v, want 40×200 and 60×403", counts)
+	}
+	if used, err := master.Do("GET", "lg:{"+claims["jti"].(string)+"}:used"); err != nil || used != "40" {
+		t.Fatalf("the master holds used = %q, %v; want 40", used, err)
+	}
+}

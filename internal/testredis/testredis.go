@@ -37,6 +37,7 @@ type Server struct {
 	dir   string
 	port  int
 	extra []string
+	conf  string // a Sentinel's configuration file; "" for a plain server
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -118,15 +119,54 @@ func (s *Server) Do(args ...string) (string, error) {
 }
 
 func (s *Server) args() []string {
-	a := []string{
+	var a []string
+	if s.conf != "" {
+		// Sentinel mode takes its (writable) configuration file first.
+		a = []string{s.conf, "--sentinel"}
+	}
+	a = append(a, []string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--dir", s.dir,
 		"--daemonize", "no",
-	}
+	}...)
 	return append(a, s.extra...)
+}
+
+// StartSentinel starts a Redis Sentinel on a free loopback port that
+// monitors master under name (quorum 1), waits until it knows the
+// master, and kills it when the test ends.
+func StartSentinel(t testing.TB, master *Server, name string) *Server {
+	t.Helper()
+	bin := lookPath(t, "redis-server", "apt-get install -y redis-server")
+	var lastErr error
+	for range startAttempts {
+		s := &Server{t: t, bin: bin, dir: t.TempDir(), port: freePort(t)}
+		s.conf = filepath.Join(s.dir, "sentinel.conf")
+		conf := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\n", name, master.Port())
+		if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if lastErr = s.launch(); lastErr != nil {
+			continue
+		}
+		t.Cleanup(s.stop)
+		deadline := time.Now().Add(startTimeout)
+		for {
+			reply, err := s.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+			if err == nil && strings.Contains(reply, strconv.Itoa(master.Port())) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testredis: sentinel on port %d does not know master %s: %q, %v", s.port, name, reply, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Fatalf("testredis: %v", lastErr)
+	return nil
 }
 
 // launch starts the process and waits for PING. It returns an error (and
