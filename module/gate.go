@@ -295,6 +295,7 @@ func (g *Gate) provisionVerifier() error {
 		cacheTTL: defaultCacheTTL,
 		leeway:   g.rules.Leeway,
 		issuers:  slices.Concat(g.Issuers, g.OIDCIssuers),
+		keep:     append(make([]string, 0, len(g.rules.MatchClaims)), g.rules.MatchClaims...),
 	}
 	if secret != "" {
 		v.secret = []byte(secret)

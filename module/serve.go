@@ -1,7 +1,10 @@
 package module
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -76,7 +79,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		return g.deny(w, r, next, repl, ent, rej, now)
 	}
 
-	info := &licenseInfo{lic: lic}
+	info := &licenseInfo{lic: lic, token: ent.token}
 	var charged int64
 	if lic.HasCredits || lic.Seats > 0 || lic.CountKey != "" {
 		var rej *policy.Reject
@@ -218,7 +221,11 @@ func (g *Gate) deny(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 	}
 	requestsTotal.WithLabelValues(result, string(rej.Code)).Inc()
 	g.logReject(r, rej, status, lic, kid)
-	g.setPlaceholders(repl, &licenseInfo{lic: lic, errorCode: string(rej.Code)})
+	info := &licenseInfo{lic: lic, errorCode: string(rej.Code)}
+	if ent != nil {
+		info.token = ent.token
+	}
+	g.setPlaceholders(repl, info)
 	if g.Shadow {
 		return next.ServeHTTP(w, r)
 	}
@@ -283,6 +290,8 @@ func (g *Gate) loggableURI(r *http.Request) string {
 // licenseInfo backs the {http.license.*} placeholders of one request.
 type licenseInfo struct {
 	lic        *policy.License
+	token      string         // the verified token, for claims lic did not keep
+	claims     map[string]any // decoded from token on first need
 	hasCredits bool
 	remaining  int64
 	limit      int64
@@ -340,8 +349,34 @@ func (p *licenseInfo) replace(key string) (any, bool) {
 		return "", true
 	}
 	if name, ok := strings.CutPrefix(key, claimPlaceholderPrefix); ok {
-		s, _ := policy.ClaimString(l.Raw[name])
+		v, kept := l.Claim(name)
+		if !kept {
+			if p.claims == nil {
+				p.claims = payloadClaims(p.token)
+			}
+			v = p.claims[name]
+		}
+		s, _ := policy.ClaimString(v)
 		return s, true
 	}
 	return nil, false
+}
+
+// payloadClaims decodes the claims of a token that has been verified, for
+// placeholders naming claims the cached license did not keep. It never
+// fails: an unreadable payload gives no claims.
+func payloadClaims(token string) map[string]any {
+	claims := map[string]any{}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return claims
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return claims
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	_ = dec.Decode(&claims)
+	return claims
 }

@@ -50,6 +50,7 @@ type verifier struct {
 	secret   []byte
 	issuers  []string
 	names    policy.ClaimNames
+	keep     []string // claims the licenses keep (match_claim); never nil
 	cache    *tokenCache
 	cacheTTL time.Duration
 	leeway   time.Duration
@@ -59,6 +60,7 @@ type verifier struct {
 type verified struct {
 	lic     *policy.License
 	kid     string
+	token   string    // for placeholders of claims the license did not keep
 	expires time.Time // when the entry must be verified again
 }
 
@@ -99,7 +101,7 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 			}
 			// So is a claim of the wrong type or range (an exp of 1e300
 			// is not an expired token but a malformed one).
-			lic, derr := policy.Decode(claims, &v.names)
+			lic, derr := policy.DecodeKeeping(claims, &v.names, v.keep)
 			if derr != nil {
 				var rej *policy.Reject
 				if errors.As(derr, &rej) {
@@ -107,11 +109,11 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 				}
 			}
 			// The signature held: the log may name the license.
-			failed.lic = lic
+			failed.lic, failed.token = lic, tok
 		}
 		return failed, rejectForParse(err)
 	}
-	lic, err := policy.Decode(claims, &v.names)
+	lic, err := policy.DecodeKeeping(claims, &v.names, v.keep)
 	if err != nil {
 		var rej *policy.Reject
 		if errors.As(err, &rej) {
@@ -122,7 +124,7 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 	if len(v.issuers) > 0 && !slices.Contains(v.issuers, lic.Issuer) {
 		return failed, policy.Rejectf(policy.CodeNotAuthorized, "issuer %.100q is not accepted", lic.Issuer)
 	}
-	e := &verified{lic: lic, kid: kid, expires: now.Add(v.cacheTTL)}
+	e := &verified{lic: lic, kid: kid, token: tok, expires: now.Add(v.cacheTTL)}
 	if exp := lic.Expires.Add(v.leeway); exp.Before(e.expires) {
 		e.expires = exp
 	}

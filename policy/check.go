@@ -101,7 +101,8 @@ func (r *Rules) Check(l *License, q *Request) *Reject {
 		if i < len(q.MatchValues) {
 			want = q.MatchValues[i]
 		}
-		if !ClaimEquals(l.Raw[claim], want) {
+		v, _ := l.Claim(claim)
+		if !ClaimEquals(v, want) {
 			return &Reject{Code: CodeNotAuthorized, Status: http.StatusForbidden,
 				Detail: "claim " + claim + " does not match the request"}
 		}
@@ -117,8 +118,12 @@ func (l *License) Licensed(item string) bool {
 			return true
 		}
 	}
-	b, ok := l.Raw[item].(bool)
-	return ok && b
+	for _, name := range l.trueClaims {
+		if name == item {
+			return true
+		}
+	}
+	return false
 }
 
 // AllowsVersion reports whether any of the token's patterns matches.

@@ -49,17 +49,46 @@ type License struct {
 	// Seats is the most distinct hardware ids at once; 0 when absent.
 	Seats int64
 
-	// Raw holds every claim as decoded from JSON (numbers as json.Number
-	// or float64), for match_claim, "<item>": true and placeholders.
-	Raw map[string]any
+	// kept are the claims named by ClaimNames.Keep (or every scalar claim),
+	// as decoded from JSON, for match_claim and placeholders; trueClaims
+	// the names of claims whose value is true, for "<item>": true.
+	kept       []keptClaim
+	trueClaims []string
+}
+
+// keptClaim is one claim a License keeps.
+type keptClaim struct {
+	name  string
+	value any
+}
+
+// Claim returns a kept claim's value (strings, json.Number or float64
+// numbers, booleans) and whether the license kept it.
+func (l *License) Claim(name string) (any, bool) {
+	for i := range l.kept {
+		if l.kept[i].name == name {
+			return l.kept[i].value, true
+		}
+	}
+	return nil, false
 }
 
 // Decode reads a verified token's claims into a License. A claim of the
 // wrong type or shape yields a 401 notAuthorized Reject naming the claim.
 // The registered claims are expected to have been validated already by the
-// JWT parser; Decode still refuses a missing or malformed exp.
+// JWT parser; Decode still refuses a missing or malformed exp. The License
+// keeps every scalar claim (see DecodeKeeping).
 func Decode(raw map[string]any, names *ClaimNames) (*License, error) {
-	l := &License{Raw: raw}
+	return DecodeKeeping(raw, names, nil)
+}
+
+// DecodeKeeping is Decode keeping only the scalar claims named in keep
+// (for match_claim rules and placeholders) beside the decoded constraints;
+// nil keeps every scalar claim. Keeping few keeps cached licenses small for
+// the garbage collector.
+func DecodeKeeping(raw map[string]any, names *ClaimNames, keep []string) (*License, error) {
+	l := &License{}
+	keepClaims(l, raw, keep)
 	var err error
 	if l.Subject, err = optString(raw, "sub"); err != nil {
 		return nil, err
@@ -160,6 +189,32 @@ func Decode(raw map[string]any, names *ClaimNames) (*License, error) {
 		}
 	}
 	return l, nil
+}
+
+// keepClaims records the claims a License must keep: the scalar claims
+// named in keep (every scalar claim when keep is nil), and the names of the
+// claims that are true.
+func keepClaims(l *License, raw map[string]any, keep []string) {
+	for name, v := range raw {
+		if b, ok := v.(bool); ok && b {
+			l.trueClaims = append(l.trueClaims, name)
+		}
+	}
+	if keep == nil {
+		for name, v := range raw {
+			if _, ok := ClaimString(v); ok {
+				l.kept = append(l.kept, keptClaim{name, v})
+			}
+		}
+		return
+	}
+	for _, name := range keep {
+		if v, ok := raw[name]; ok {
+			if _, scalar := ClaimString(v); scalar {
+				l.kept = append(l.kept, keptClaim{name, v})
+			}
+		}
+	}
 }
 
 // ParseNetwork reads an address ("192.0.2.7", "2001:db8::1") or a CIDR

@@ -147,8 +147,8 @@ func TestDecodeAccepts(t *testing.T) {
 			}
 		}},
 		{"aud as a string or a list of strings is accepted", map[string]any{"aud": []any{"api", "api2"}}, func(t *testing.T, l *policy.License) {
-			if l.Raw["aud"] == nil {
-				t.Errorf("aud lost")
+			if _, kept := l.Claim("aud"); kept {
+				t.Errorf("a list claim is kept as a scalar")
 			}
 		}},
 		{"exp as float64 with a fraction", map[string]any{"exp": 1.5}, func(t *testing.T, l *policy.License) {
@@ -236,9 +236,12 @@ func TestDecodeAccepts(t *testing.T) {
 				t.Errorf("hw %v %q", l.HasHardware, l.Hardware)
 			}
 		}},
-		{"unknown claims are kept in Raw", map[string]any{"os": "Windows", "nested": map[string]any{"a": num("1")}}, func(t *testing.T, l *policy.License) {
-			if l.Raw["os"] != "Windows" || l.Raw["nested"] == nil {
-				t.Errorf("Raw %v", l.Raw)
+		{"unknown scalar claims are kept, objects are not", map[string]any{"os": "Windows", "nested": map[string]any{"a": num("1")}}, func(t *testing.T, l *policy.License) {
+			if v, ok := l.Claim("os"); !ok || v != "Windows" {
+				t.Errorf("os = %v, %v", v, ok)
+			}
+			if _, ok := l.Claim("nested"); ok {
+				t.Error("an object claim was kept")
 			}
 		}},
 	}
@@ -249,9 +252,6 @@ func TestDecodeAccepts(t *testing.T) {
 			l, err := policy.Decode(c, &names)
 			if err != nil {
 				t.Fatalf("Decode: %v", err)
-			}
-			if reflect.ValueOf(l.Raw).Pointer() != reflect.ValueOf(c).Pointer() {
-				t.Error("Raw is not the decoded claim map")
 			}
 			tt.check(t, l)
 		})
@@ -488,4 +488,28 @@ func FuzzDecodeClaims(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeKeepsOnlyNamedClaims: with a keep list, a License keeps the named
+// scalar claims and the names of true claims, nothing else.
+func TestDecodeKeepsOnlyNamedClaims(t *testing.T) {
+	names := policy.DefaultClaimNames()
+	l, err := policy.DecodeKeeping(claims(map[string]any{"os": "linux", "tier": num("3"), "other": "x",
+		"obj": map[string]any{"a": "b"}, "axesWord": true, "off": false}), &names, []string{"os", "tier", "missing", "obj"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]any{"os": "linux", "tier": num("3")} {
+		if v, ok := l.Claim(name); !ok || v != want {
+			t.Errorf("%s = %v, %v", name, v, ok)
+		}
+	}
+	for _, name := range []string{"other", "missing", "obj", "sub"} {
+		if _, ok := l.Claim(name); ok {
+			t.Errorf("%s was kept", name)
+		}
+	}
+	if !l.Licensed("axesWord") || l.Licensed("off") {
+		t.Error("true claims are not what licenses an item")
+	}
 }
