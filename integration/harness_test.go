@@ -24,7 +24,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/licensegate/licensegate/internal/testredis"
 )
 
 // binPath is the licensegate binary built once for the whole package.
@@ -48,16 +50,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a loopback TCP port that was free a moment ago and is
+// handed out once per test process (shared with testredis).
+func freePort(t testing.TB) int { return testredis.FreePort(t) }
 
 // syncBuffer collects a process's output safely.
 type syncBuffer struct {
@@ -192,7 +187,16 @@ func runCaddyfile(t testing.TB, dir, cfg string, port, admin int, env []string) 
 		}
 		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond); err == nil {
 			conn.Close()
-			return c
+			// Make sure the listener is this process's: its admin
+			// endpoint serves this config.
+			if resp, err := http.Get(c.AdminURL + "/config/"); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if !strings.Contains(string(body), fmt.Sprintf(":%d", port)) {
+					t.Fatalf("port %d or %d is served by another process:\n%s", port, admin, body)
+				}
+				return c
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -319,14 +319,28 @@ func lookPath(t testing.TB, name, install string) string {
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
+func freePort(t testing.TB) int { return FreePort(t) }
+
+// handedOut are the ports FreePort has returned in this process: a port
+// is never handed out twice, so two servers of parallel tests cannot be
+// given the same one between its release and their binding it.
+var handedOut sync.Map
+
+// FreePort returns a loopback TCP port that was free a moment ago and that
+// no other caller in this process has been given.
+func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("testredis: free port: %v", err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testredis: free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func tail(path string) string {

@@ -121,12 +121,10 @@ func New(o Options) (*Store, error) {
 	})
 	st := &Store{client: client, prefix: o.Prefix}
 	if !o.NoPipelining {
-		ap, err := client.AutoPipelineWithOptions(&redis.AutoPipelineOptions{
-			// Charges are independent of one another: batches may run
-			// side by side, in any order.
-			MaxConcurrentBatches: 2,
-			Unordered:            true,
-		})
+		// go-redis's defaults: one ordered stream of batches per node,
+		// each flushed as soon as the previous one is answered. Running
+		// two batches side by side measured no better here.
+		ap, err := client.AutoPipeline()
 		if err != nil {
 			_ = client.Close()
 			return nil, fmt.Errorf("redisstore: auto-pipelining: %w", err)
