@@ -133,7 +133,7 @@ func parseOption(d *caddyfile.Dispenser, g *module.Gate, opt string) error {
 			return d.Err("refund_on needs statuses, such as 5xx or 502")
 		}
 		for _, a := range args {
-			if !validStatusMatch(a) {
+			if !module.ValidRefundStatus(a) {
 				return d.Errf("refund_on: %q is neither a status nor a class like 5xx", a)
 			}
 		}
@@ -363,12 +363,4 @@ func sources(d *caddyfile.Dispenser, single bool) ([]module.ValueSource, error) 
 		out = append(out, module.ValueSource{From: args[i], Name: args[i+1]})
 	}
 	return out, nil
-}
-
-func validStatusMatch(s string) bool {
-	if len(s) == 3 && s[0] >= '1' && s[0] <= '5' && strings.EqualFold(s[1:], "xx") {
-		return true
-	}
-	n, err := strconv.Atoi(s)
-	return err == nil && n >= 100 && n <= 599
 }

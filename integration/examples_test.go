@@ -347,39 +347,9 @@ type exGateway struct {
 func (r *exRoot) start(t testing.TB, env []string, waitPort string) *exGateway {
 	t.Helper()
 	g := &exGateway{logs: &syncBuffer{}}
-	cmd := exec.Command(binPath, "run", "--config", "examples/"+r.name+"/Caddyfile")
-	cmd.Dir = r.dir
-	cmd.Env = exEnv(r.dir, env)
-	cmd.Stdout, cmd.Stderr = g.logs, g.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("%s logs:\n%s", r.name, tail(g.logs.String(), 8000))
-		}
-	})
-	addr := "127.0.0.1:" + r.ports.port(waitPort)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("%s exited: %v\n%s", r.name, err, g.logs.String())
-		default:
-		}
-		if conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			conn.Close()
-			return g
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s did not listen on %s:\n%s", r.name, addr, g.logs.String())
-	return nil
+	runBinary(t, r.name, r.dir, []string{"run", "--config", "examples/" + r.name + "/Caddyfile"},
+		exEnv(r.dir, env), g.logs, "127.0.0.1:"+r.ports.port(waitPort), nil)
+	return g
 }
 
 // url is http://<host>:<free port> for an original port of the example.

@@ -161,46 +161,72 @@ func runCaddyfile(t testing.TB, dir, cfg string, port, admin int, env []string) 
 		Logs:     &syncBuffer{},
 		Dir:      dir,
 	}
-	c.cmd = exec.Command(binPath, "run", "--config", cfgPath, "--adapter", "caddyfile")
-	c.cmd.Dir = dir
-	c.cmd.Env = append(append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir), env...)
-	c.cmd.Stdout, c.cmd.Stderr = c.Logs, c.Logs
-	if err := c.cmd.Start(); err != nil {
+	env = append(append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir), env...)
+	c.cmd = runBinary(t, "caddy", dir, []string{"run", "--config", cfgPath, "--adapter", "caddyfile"}, env, c.Logs,
+		fmt.Sprintf("127.0.0.1:%d", port), func() (bool, error) {
+			// Make sure the listener is this process's: its admin
+			// endpoint serves this config.
+			resp, err := http.Get(c.AdminURL + "/config/")
+			if err != nil {
+				return false, nil
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(body), fmt.Sprintf(":%d", port)) {
+				return false, fmt.Errorf("port %d or %d is served by another process:\n%s", port, admin, body)
+			}
+			return true, nil
+		})
+	return c
+}
+
+// runBinary starts the licensegate binary with args in dir (env its whole
+// environment, output into logs), kills it when the test ends,
+// and waits until addr accepts connections and ready, when given, says so.
+// It fails the test when the process exits first or never gets ready.
+func runBinary(t testing.TB, name, dir string, args, env []string, logs *syncBuffer, addr string,
+	ready func() (bool, error)) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- c.cmd.Wait() }()
+	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
-		_ = c.cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		<-exited
 		if t.Failed() {
-			t.Logf("caddy logs:\n%s", tail(c.Logs.String(), 6000))
+			t.Logf("%s logs:\n%s", name, tail(logs.String(), 8000))
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
 			exited <- err
-			t.Fatalf("caddy exited: %v\n%s", err, c.Logs.String())
+			t.Fatalf("%s exited: %v\n%s", name, err, logs.String())
 		default:
 		}
-		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 100*time.Millisecond); err == nil {
+		if conn, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
 			conn.Close()
-			// Make sure the listener is this process's: its admin
-			// endpoint serves this config.
-			if resp, err := http.Get(c.AdminURL + "/config/"); err == nil {
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if !strings.Contains(string(body), fmt.Sprintf(":%d", port)) {
-					t.Fatalf("port %d or %d is served by another process:\n%s", port, admin, body)
-				}
-				return c
+			ok, err := true, error(nil)
+			if ready != nil {
+				ok, err = ready()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				return cmd
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("caddy did not start listening:\n%s", c.Logs.String())
+	t.Fatalf("%s did not start listening on %s:\n%s", name, addr, logs.String())
 	return nil
 }
 

@@ -95,17 +95,10 @@ func provisionForBench(g *Gate, ctx caddy.Context) error {
 	g.ctx = ctx
 	// Caddy's default log level is INFO: allowed requests are not logged.
 	g.logger = ctx.Logger().WithOptions(zap.IncreaseLevel(zapcore.InfoLevel))
-	g.now = time.Now
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	if err := g.provisionOptions(); err != nil {
-		return err
-	}
-	if err := g.provisionVerifier(); err != nil {
-		return err
-	}
-	return g.provisionStore()
+	return g.provisionGate()
 }
 
 // mint signs an RS256 token with a fresh jti, the benchmark item and

@@ -169,11 +169,18 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("getting events app: %w", err)
 	}
 	g.events, _ = eventsApp.(*caddyevents.App)
-	if g.now == nil {
-		g.now = time.Now
-	}
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
+	}
+	return g.provisionGate()
+}
+
+// provisionGate builds everything that does not need a loaded Caddy
+// config (options, verifier, store) once g.logger is set; unit tests and
+// benchmarks, which have no config for ctx.App, start here.
+func (g *Gate) provisionGate() error {
+	if g.now == nil {
+		g.now = time.Now
 	}
 	if err := g.provisionOptions(); err != nil {
 		return err
@@ -379,6 +386,13 @@ func (g *Gate) Cleanup() error {
 
 // statusMatch is one refund_on entry: an exact status or a class (5xx).
 type statusMatch struct{ lo, hi int }
+
+// ValidRefundStatus reports whether s is a refund_on entry: a status
+// (100-599) or a class such as 5xx.
+func ValidRefundStatus(s string) bool {
+	_, err := parseStatusMatches([]string{s})
+	return err == nil
+}
 
 func parseStatusMatches(list []string) ([]statusMatch, error) {
 	var out []statusMatch

@@ -195,16 +195,7 @@ func provisioned(t testing.TB, g *Gate, clk *testClock) (*Gate, *observer.Observ
 // (caddy.NewContext without a config) cannot give.
 func provisionSteps(g *Gate, logger *zap.Logger) error {
 	g.logger = logger
-	if g.now == nil {
-		g.now = time.Now
-	}
-	if err := g.provisionOptions(); err != nil {
-		return err
-	}
-	if err := g.provisionVerifier(); err != nil {
-		return err
-	}
-	return g.provisionStore()
+	return g.provisionGate()
 }
 
 // served is one request's outcome through a gate.

@@ -220,7 +220,7 @@ func (g *Gate) deny(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 		result = "shadow"
 	}
 	requestsTotal.WithLabelValues(result, string(rej.Code)).Inc()
-	g.logReject(r, rej, status, lic, kid)
+	g.report(r, rej, status, lic, kid)
 	info := &licenseInfo{lic: lic, errorCode: string(rej.Code)}
 	if ent != nil {
 		info.token = ent.token
@@ -233,25 +233,31 @@ func (g *Gate) deny(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 	return nil
 }
 
-// logReject writes the one "license rejected" line; never the token.
-func (g *Gate) logReject(r *http.Request, rej *policy.Reject, status int, lic *policy.License, kid string) {
+// report writes the one "license rejected" line and emits the
+// license_rejected event, with the same fields; never the token.
+func (g *Gate) report(r *http.Request, rej *policy.Reject, status int, lic *policy.License, kid string) {
 	level := zapcore.InfoLevel
 	if rej.Code == policy.CodeServiceUnavailable {
 		level = zapcore.ErrorLevel
 	}
 	ce := g.logger.Check(level, "license rejected")
+	emit := g.events != nil && g.events.ShouldEmit(EventRejected)
+	if ce == nil && !emit {
+		return
+	}
 	var sub, jti, licID, iss string
 	if lic != nil {
 		sub, jti, licID, iss = lic.Subject, lic.ID, lic.LicenseID, lic.Issuer
 	}
-	if g.events != nil && g.events.ShouldEmit(EventRejected) {
+	ip, uri := clientIP(r).String(), g.loggableURI(r)
+	if emit {
 		g.events.Emit(g.ctx, EventRejected, map[string]any{
 			// Caddy may name a sibling handler as the event's origin (its
 			// provisioning context shares ancestry): say who emits it.
 			"module": "http.handlers.license_gate",
 			"code":   string(rej.Code), "status": status, "item": g.RequireItem, "sub": sub, "jti": jti,
-			"lic": licID, "kid": kid, "iss": iss, "client_ip": clientIP(r).String(), "method": r.Method,
-			"uri": g.loggableURI(r), "detail": rej.Detail, "shadow": g.Shadow,
+			"lic": licID, "kid": kid, "iss": iss, "client_ip": ip, "method": r.Method,
+			"uri": uri, "detail": rej.Detail, "shadow": g.Shadow,
 		})
 	}
 	if ce == nil {
@@ -266,9 +272,9 @@ func (g *Gate) logReject(r *http.Request, rej *policy.Reject, status int, lic *p
 		zap.String("lic", licID),
 		zap.String("kid", kid),
 		zap.String("iss", iss),
-		zap.String("client_ip", clientIP(r).String()),
+		zap.String("client_ip", ip),
 		zap.String("method", r.Method),
-		zap.String("uri", g.loggableURI(r)),
+		zap.String("uri", uri),
 		zap.String("detail", rej.Detail),
 		zap.Bool("shadow", g.Shadow),
 	)
