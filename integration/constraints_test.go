@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// The license constraints of DESIGN.md end to end through the real binary:
+// The license constraints (README's constraint rules) end to end through the real binary:
 // licensed items, client version patterns, hardware lock, source IP (with
 // and without trusted_proxies), match_claim rules, claim renaming, and
 // constraint claims of the wrong shape. docs/constraints.md shows the same

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// The token rows of DESIGN.md's reject table end to end through the real
+// The token rows of README's reject table end to end through the real
 // binary: token extraction, signature and header checks, registered and
 // validity claims, options that change them, the reject body and headers,
 // placeholders, and the reject log line.

@@ -33,7 +33,7 @@ import (
 //
 //	go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 60s ./module/
 
-// designStatuses are the statuses DESIGN.md gives each code (before any
+// designStatuses are the statuses README's reject table gives each code (before any
 // status override, which the fuzzed gates do not have).
 var designStatuses = map[policy.Code][]int{
 	policy.CodeNotAuthorized:          {401, 403},
@@ -49,7 +49,7 @@ var designStatuses = map[policy.Code][]int{
 	policy.CodeServiceUnavailable:     {503},
 }
 
-// checkReject fails unless rej is a reject of DESIGN.md that does not echo
+// checkReject fails unless rej is a reject of README's table that does not echo
 // the token.
 func checkReject(t *testing.T, rej *policy.Reject, tok string) {
 	t.Helper()
@@ -62,10 +62,10 @@ func checkReject(t *testing.T, rej *policy.Reject, tok string) {
 	}
 	want, ok := designStatuses[rej.Code]
 	if !ok {
-		t.Fatalf("code %q is not one of DESIGN.md", rej.Code)
+		t.Fatalf("code %q is not a known reject code", rej.Code)
 	}
 	if !containsInt(want, st) {
-		t.Fatalf("code %s with status %d, DESIGN.md says %v", rej.Code, st, want)
+		t.Fatalf("code %s with status %d, README says %v", rej.Code, st, want)
 	}
 	if len(tok) >= 24 && strings.Contains(rej.Detail, tok) {
 		t.Fatalf("the reject detail echoes the token: %q", rej.Detail)
@@ -82,7 +82,7 @@ func containsInt(list []int, v int) bool {
 }
 
 // checkServed fails unless a served request either passed or got a reject
-// body of DESIGN.md.
+// reject body (see respond.go).
 func checkServed(t *testing.T, out served, prefix, tok string) {
 	t.Helper()
 	if out.passed {
@@ -187,7 +187,7 @@ func (fg *fuzzGate) independentlyVerified(tok string) error {
 }
 
 // FuzzVerify sends arbitrary token strings through the verifier and the
-// whole handler. Nothing panics; every failure is a reject of DESIGN.md;
+// whole handler. Nothing panics; every failure is a known reject;
 // a token that passes is in canonical compact form and its signature
 // verifies with another JOSE implementation.
 func FuzzVerify(f *testing.F) {
@@ -259,7 +259,7 @@ func FuzzVerify(f *testing.F) {
 // own key, so that the fuzzer gets past the signature into header checks,
 // claims decoding, the constraints and the store, with arbitrary client
 // version and hardware id. Nothing panics, every outcome is a pass or a
-// reject of DESIGN.md, and what passes has a well-formed header and
+// known reject, and what passes has a well-formed header and
 // claims set.
 func FuzzSignedToken(f *testing.F) {
 	fg := newFuzzGate(f)

@@ -6,7 +6,7 @@ import (
 	"github.com/licensegate/licensegate/policy"
 )
 
-// ValidCode reports whether code is one of the reject codes of DESIGN.md,
+// ValidCode reports whether code is one of the reject codes (policy.Codes),
 // for the status option.
 func ValidCode(code string) bool { return policy.Code(code).Valid() }
 

@@ -25,7 +25,7 @@ func (g *Gate) statusFor(rej *policy.Reject) int {
 	return rej.Code.Status()
 }
 
-// writeReject answers with the 10Duke-style body of DESIGN.md. It is the
+// writeReject answers with the 10Duke-style body README's Rejections section shows. It is the
 // only place a reject becomes a response.
 func (g *Gate) writeReject(w http.ResponseWriter, rej *policy.Reject, status int, now time.Time) {
 	h := w.Header()

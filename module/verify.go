@@ -202,7 +202,7 @@ func checkHeader(h map[string]any) error {
 	return nil
 }
 
-// rejectForParse maps a golang-jwt error to the reject of DESIGN.md.
+// rejectForParse maps a golang-jwt error to its reject (notAuthorized or licenseExpired).
 func rejectForParse(err error) *policy.Reject {
 	switch {
 	case errors.Is(err, errNoKeys):

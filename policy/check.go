@@ -64,7 +64,7 @@ func (r *Rules) CheckTime(l *License, now time.Time) *Reject {
 }
 
 // Check runs every constraint of the license against the request, in the
-// order of DESIGN.md: validity window, item, version, hardware, source IP,
+// order of README's reject table: validity window, item, version, hardware, source IP,
 // claim rules. It returns nil when the request may proceed to counting. It
 // does not allocate unless it rejects.
 func (r *Rules) Check(l *License, q *Request) *Reject {

@@ -390,7 +390,7 @@ func TestCheckMatchClaim(t *testing.T) {
 	}
 }
 
-// TestCheckOrder: the constraints run in the order of DESIGN.md, so the
+// TestCheckOrder: the constraints run in the order of README's reject table, so the
 // first failing one decides the code.
 func TestCheckOrder(t *testing.T) {
 	all := map[string]any{

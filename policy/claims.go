@@ -2,7 +2,7 @@ package policy
 
 import "fmt"
 
-// ClaimNames maps each claim role of DESIGN.md to the claim name a token
+// ClaimNames maps each claim role (README's Claims table) to the claim name a token
 // uses for it, so that tokens of other issuers (Data8's "mc", axes4's
 // "LockingData") can be read without rewriting them.
 type ClaimNames struct {
@@ -19,7 +19,7 @@ type ClaimNames struct {
 	LicenseID  string // lic
 }
 
-// DefaultClaimNames returns the names of DESIGN.md.
+// DefaultClaimNames returns the default names (README's Claims table).
 func DefaultClaimNames() ClaimNames {
 	return ClaimNames{
 		Credits: "credits", CreditsKey: "jti", Items: "items", Product: "product",

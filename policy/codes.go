@@ -12,7 +12,7 @@ import "net/http"
 // "<item>_errorCode" field of a reject body.
 type Code string
 
-// The reject codes of DESIGN.md.
+// The reject codes, named as 10Duke's error codes.
 const (
 	// CodeNotAuthorized: no usable token, a bad signature, wrong issuer or
 	// audience, a revoked license, a malformed claim or a failed claim rule.
@@ -41,7 +41,7 @@ const (
 	CodeServiceUnavailable Code = "serviceUnavailable"
 )
 
-// Codes lists every code, in the order of DESIGN.md's reject table.
+// Codes lists every code, in the order of README's reject table.
 var Codes = []Code{
 	CodeNotAuthorized, CodeLicenseExpired, CodeValidityNotStarted,
 	CodeNoLicenseFound, CodeUnallowedClientVersion, CodeAnchorMissing,

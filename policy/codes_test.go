@@ -38,7 +38,7 @@ func TestCodeStatus(t *testing.T) {
 				t.Errorf("code text %q; want %q", tt.code, tt.text)
 			}
 			if policy.Codes[i] != tt.code {
-				t.Errorf("Codes[%d] = %q; want the order of DESIGN.md", i, policy.Codes[i])
+				t.Errorf("Codes[%d] = %q; want the order of README's reject table", i, policy.Codes[i])
 			}
 			if !tt.code.Valid() {
 				t.Error("not Valid")
