@@ -1,6 +1,10 @@
 // Package caddyfile parses the license_gate Caddyfile directive into the
 // module's configuration and registers the directive with its order
 // (after basic_auth, so before reverse_proxy and the other handlers).
+//
+// It only parses: it builds the module's exported configuration and holds no
+// runtime state; checks that need more than the tokens live in the module's
+// Provision, so the JSON config gets them too.
 package caddyfile
 
 import (

@@ -2,6 +2,10 @@
 // verifies license JWTs against the issuer's keys, runs the policy checks,
 // charges credits in the counter store, and either passes the request on or
 // answers with a 10Duke-style error body.
+//
+// It wires policy to Caddy, the key servers (jwx, golang-jwt) and the
+// counter stores (module/redisstore); policy never imports it, and the
+// caddyfile package only parses into its types.
 package module
 
 import (

@@ -3,7 +3,10 @@
 // 10Duke-style reject codes with their HTTP statuses, and the Counters
 // interface with its in-memory implementation.
 //
-// It knows nothing of Caddy, Redis or any logger; the module package wires it.
+// It imports the standard library only and must never import Caddy, Redis,
+// a logger or the other licensegate packages: the module package wires it,
+// and anything else (an issuer, a CLI) can use it on its own. See the
+// package examples for checking a license.
 package policy
 
 import "net/http"

@@ -52,6 +52,7 @@ Mint tokens with the private key using 'license-token'.
 
 // keygenCobra sets up the command's flags and run function.
 func keygenCobra(cmd *cobra.Command) {
+	useOwnHelp(cmd)
 	addKeygenFlags(cmd.Flags())
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -71,6 +71,7 @@ Example:
 
 // tokenCobra sets up the command's flags and run function.
 func tokenCobra(cmd *cobra.Command) {
+	useOwnHelp(cmd)
 	addTokenFlags(cmd.Flags())
 	cmd.Args = cobra.NoArgs
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {

@@ -20,6 +20,11 @@
 // median requests/s, p50/p99/p99.9 latency, throughput ratios against A and
 // the p99 added to A. wrk and redis-server are installed with apt-get when
 // missing (as root).
+//
+// Why rounds and ratios: a shared machine's throughput drifts by tens of
+// percent within a minute, so one long run per configuration compares
+// different machines. Short rounds of A, B and C back to back see the same
+// machine, and their ratios, taken round by round, cancel the drift.
 package main
 
 import (

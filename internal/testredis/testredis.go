@@ -4,6 +4,12 @@
 // Tests that need Redis never skip: when redis-server (or, for a cluster,
 // redis-cli) is not installed, they fail with a message saying how to
 // install it.
+//
+// It runs the real server on purpose: an in-process fake such as miniredis
+// does not reproduce what the counting relies on and what breaks in
+// production: Cluster slots and CROSSSLOT errors, MOVED redirects,
+// Sentinel failover, PEXPIRETIME, script timeouts and a stalled or killed
+// process.
 package testredis
 
 import (
