@@ -9,12 +9,12 @@ package caddyfile
 
 import (
 	"strconv"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/licensegate/licensegate/module"
 )
@@ -324,30 +324,22 @@ func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
 	}
 	n, ok := parseSize(s)
 	if !ok {
-		return d.Errf("bad size %q (such as 16KiB, 1MiB or 4096)", s)
+		return d.Errf("bad size %q (such as 16KiB, 1MiB or 4096, at most 1GiB; KB and MB are decimal, as in Caddy)", s)
 	}
 	*dst = n
 	return nil
 }
 
-// parseSize reads "4096", "16KiB", "16KB", "1MiB", "1MB" (KB and MB are
-// read as binary units, as is usual for these limits).
+// parseSize reads a size the way Caddy's own size options do (go-humanize):
+// "4096", "16KiB" and "1MiB" are binary, "16KB" and "1MB" decimal (16000,
+// 1000000), and a space before the unit is allowed. Sizes above 1GiB are
+// refused: no token or key set is that large.
 func parseSize(s string) (int64, bool) {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"K", 1 << 10}, {"M", 1 << 20}, {"B", 1}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > (1<<40)/mult {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > 1<<30 {
 		return 0, false
 	}
-	return n * mult, true
+	return int64(n), true
 }
 
 // sources reads "<header|query|cookie> <name>" pairs; token_from takes
