@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/licensegate/licensegate/internal/testredis"
+	"github.com/licensegate/licensegate/module/redisstore"
+	"github.com/licensegate/licensegate/policy"
 )
 
 // storeCase is one counter store configuration for the shared suite.
@@ -411,7 +413,7 @@ func TestCountingThroughSentinel(t *testing.T) {
 	if counts[200] != 40 || counts[403] != 60 {
 		t.Fatalf("statuses %v, want 40×200 and 60×403", counts)
 	}
-	if used, err := master.Do("GET", "lg:{"+claims["jti"].(string)+"}:used"); err != nil || used != "40" {
+	if used, err := master.Do("GET", "lg:{"+redisstore.Tag(policy.LicenseKey{Key: claims["jti"].(string)})+"}:used"); err != nil || used != "40" {
 		t.Fatalf("the master holds used = %q, %v; want 40", used, err)
 	}
 }

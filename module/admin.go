@@ -95,7 +95,7 @@ func (a Admin) serve(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodDelete {
 			return apiErr(http.StatusMethodNotAllowed, "use DELETE")
 		}
-		key, err := pathKey(strings.TrimPrefix(rest, "revocations/"))
+		key, err := pathKey(r, strings.TrimPrefix(rest, "revocations/"))
 		if err != nil {
 			return err
 		}
@@ -111,7 +111,7 @@ func (a Admin) serve(w http.ResponseWriter, r *http.Request) error {
 			if r.Method != http.MethodPost {
 				return apiErr(http.StatusMethodNotAllowed, "use POST")
 			}
-			key, err := pathKey(k)
+			key, err := pathKey(r, k)
 			if err != nil {
 				return err
 			}
@@ -120,7 +120,7 @@ func (a Admin) serve(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != http.MethodGet {
 			return apiErr(http.StatusMethodNotAllowed, "use GET")
 		}
-		key, err := pathKey(rest)
+		key, err := pathKey(r, rest)
 		if err != nil {
 			return err
 		}
@@ -129,11 +129,13 @@ func (a Admin) serve(w http.ResponseWriter, r *http.Request) error {
 	return apiErr(http.StatusNotFound, "unknown license-gate endpoint %q", r.URL.Path)
 }
 
-func pathKey(s string) (string, error) {
+// pathKey is the license a path addresses: the counting key in the path
+// and the issuer in the iss query parameter (empty when not given).
+func pathKey(r *http.Request, s string) (policy.LicenseKey, error) {
 	if s == "" || strings.Contains(s, "/") || len(s) > maxKeyLen {
-		return "", apiErr(http.StatusBadRequest, "the license key in the path must be a non-empty single segment of at most %d bytes", maxKeyLen)
+		return policy.LicenseKey{}, apiErr(http.StatusBadRequest, "the license key in the path must be a non-empty single segment of at most %d bytes", maxKeyLen)
 	}
-	return s, nil
+	return policy.LicenseKey{Issuer: r.URL.Query().Get("iss"), Key: s}, nil
 }
 
 func storeErr(err error) error {
@@ -155,18 +157,19 @@ func decodeBody(r *http.Request, dst any) error {
 
 func (a Admin) revoke(w http.ResponseWriter, r *http.Request, stores []policy.Counters) error {
 	var body struct {
-		JTI   string `json:"jti"`
-		Key   string `json:"key"`
-		Until *int64 `json:"until"`
+		Issuer string `json:"iss,omitempty"`
+		JTI    string `json:"jti"`
+		Key    string `json:"key"`
+		Until  *int64 `json:"until"`
 	}
 	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
-	key := body.JTI
-	if key == "" {
-		key = body.Key
+	key := policy.LicenseKey{Issuer: body.Issuer, Key: body.JTI}
+	if key.Key == "" {
+		key.Key = body.Key
 	}
-	if key == "" || len(key) > maxKeyLen {
+	if key.Key == "" || len(key.Key) > maxKeyLen {
 		return apiErr(http.StatusBadRequest, `"jti" is required (a string of at most %d bytes)`, maxKeyLen)
 	}
 	now := time.Now()
@@ -185,7 +188,7 @@ func (a Admin) revoke(w http.ResponseWriter, r *http.Request, stores []policy.Co
 	return a.report(w, r, stores[0], key)
 }
 
-func (a Admin) credits(w http.ResponseWriter, r *http.Request, stores []policy.Counters, key string) error {
+func (a Admin) credits(w http.ResponseWriter, r *http.Request, stores []policy.Counters, key policy.LicenseKey) error {
 	var body struct {
 		Add     *int64 `json:"add"`
 		Reset   bool   `json:"reset"`
@@ -216,7 +219,7 @@ func (a Admin) credits(w http.ResponseWriter, r *http.Request, stores []policy.C
 	return a.report(w, r, stores[0], key)
 }
 
-func (a Admin) report(w http.ResponseWriter, r *http.Request, s policy.Counters, key string) error {
+func (a Admin) report(w http.ResponseWriter, r *http.Request, s policy.Counters, key policy.LicenseKey) error {
 	u, err := s.Usage(r.Context(), key, time.Now())
 	if err != nil {
 		if errors.Is(err, policy.ErrStore) {
@@ -224,7 +227,7 @@ func (a Admin) report(w http.ResponseWriter, r *http.Request, s policy.Counters,
 		}
 		return err
 	}
-	out := usageJSON{Key: u.Key, Used: u.Used, Revoked: u.Revoked, RevokedUntil: u.RevokedUntil, Seats: u.Seats}
+	out := usageJSON{Issuer: u.Issuer, Key: u.Key, Used: u.Used, Revoked: u.Revoked, RevokedUntil: u.RevokedUntil, Seats: u.Seats}
 	if u.HasLimit {
 		out.Limit, out.Left = &u.Limit, &u.Left
 	}
@@ -235,6 +238,7 @@ func (a Admin) report(w http.ResponseWriter, r *http.Request, s policy.Counters,
 // usageJSON is the admin API's view of a license: credits_limit and
 // credits_left appear once a charge under the key has been seen.
 type usageJSON struct {
+	Issuer       string `json:"iss,omitempty"`
 	Key          string `json:"key"`
 	Used         int64  `json:"credits_used"`
 	Limit        *int64 `json:"credits_limit,omitempty"`

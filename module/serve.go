@@ -109,7 +109,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if charged == 0 || len(g.refund) == 0 {
 		return next.ServeHTTP(w, r)
 	}
-	return g.serveWithRefund(w, r, next, lic.CountKey, charged)
+	return g.serveWithRefund(w, r, next, licenseKey(lic), charged)
 }
 
 // charge runs the request's counting in the store: revocation, seat and
@@ -121,7 +121,7 @@ func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now
 		return 0, false, policy.Rejectf(policy.CodeNotAuthorized,
 			"the token limits credits or seats but has no %s claim to count them by", g.verifier.names.CreditsKey)
 	}
-	c := policy.Charge{Key: lic.CountKey, Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: hardware,
+	c := policy.Charge{Key: licenseKey(lic), Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: hardware,
 		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now}
 	if lic.HasCredits {
 		c.Limit = lic.Credits
@@ -159,9 +159,15 @@ func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now
 	return c.Cost, false, nil
 }
 
+// licenseKey addresses lic's counters: its issuer and counting key, so
+// two issuers' tokens with the same counting key never share a budget.
+func licenseKey(lic *policy.License) policy.LicenseKey {
+	return policy.LicenseKey{Issuer: lic.Issuer, Key: lic.CountKey}
+}
+
 // serveWithRefund passes the request on and gives the credits back, once,
 // when the upstream answers with a refund_on status (or fails).
-func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key string, cost int64) error {
+func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key policy.LicenseKey, cost int64) error {
 	rec := &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err := next.ServeHTTP(rec, r)
 	status := rec.status

@@ -60,7 +60,7 @@ func BenchmarkMemoryCharge(b *testing.B) {
 		m := policy.NewMemory()
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
-			ch := &policy.Charge{Key: "hot", Cost: 1, Limit: policy.MaxCredits, Now: now, Expires: now.Add(time.Hour)}
+			ch := &policy.Charge{Key: lk("hot"), Cost: 1, Limit: policy.MaxCredits, Now: now, Expires: now.Add(time.Hour)}
 			for pb.Next() {
 				if res, _ := m.Charge(ctx, ch); res.Outcome != policy.Allowed {
 					b.Fatal(res)
@@ -73,7 +73,7 @@ func BenchmarkMemoryCharge(b *testing.B) {
 		var id atomic.Int64
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
-			ch := &policy.Charge{Key: "k" + strconv.FormatInt(id.Add(1), 10), Cost: 1, Limit: policy.MaxCredits,
+			ch := &policy.Charge{Key: lk("k" + strconv.FormatInt(id.Add(1), 10)), Cost: 1, Limit: policy.MaxCredits,
 				Now: now, Expires: now.Add(time.Hour)}
 			for pb.Next() {
 				if res, _ := m.Charge(ctx, ch); res.Outcome != policy.Allowed {
@@ -87,7 +87,7 @@ func BenchmarkMemoryCharge(b *testing.B) {
 		var id atomic.Int64
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
-			ch := &policy.Charge{Key: "seats", Cost: 1, Limit: policy.MaxCredits, Seats: 1 << 20,
+			ch := &policy.Charge{Key: lk("seats"), Cost: 1, Limit: policy.MaxCredits, Seats: 1 << 20,
 				Hardware: "hw-" + strconv.FormatInt(id.Add(1), 10), SessionTTL: time.Minute,
 				Now: now, Expires: now.Add(time.Hour)}
 			for pb.Next() {

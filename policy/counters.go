@@ -6,12 +6,21 @@ import (
 	"time"
 )
 
+// LicenseKey addresses one license's counters in a store: the issuer of
+// its tokens (their iss, empty when they have none) and the counting key
+// (the credits_key claim, jti by default). Two issuers' tokens with the
+// same counting key never share credits, seats or a revocation.
+type LicenseKey struct {
+	Issuer string
+	Key    string
+}
+
 // Charge is one request's counting work: check revocation, take a seat
 // and charge credits, atomically.
 type Charge struct {
-	// Key identifies the license in the store (the credits_key claim, jti
-	// by default). Revocation is looked up under the same key.
-	Key string
+	// Key identifies the license in the store. Revocation is looked up
+	// under the same key.
+	Key LicenseKey
 	// Cost is the number of credits the request costs (≥ 0).
 	Cost int64
 	// Limit is the token's credits, or -1 when the token has none (then
@@ -51,6 +60,7 @@ type Result struct {
 
 // Usage is what the store holds about one license, for the admin API.
 type Usage struct {
+	Issuer       string `json:"iss,omitempty"`
 	Key          string `json:"key"`
 	Used         int64  `json:"credits_used"`
 	Revoked      bool   `json:"revoked"`
@@ -86,17 +96,17 @@ type Counters interface {
 	// records the charge and the seat only when all pass.
 	Charge(ctx context.Context, c *Charge) (Result, error)
 	// Refund gives back cost credits charged to key.
-	Refund(ctx context.Context, key string, cost int64) error
+	Refund(ctx context.Context, key LicenseKey, cost int64) error
 	// Revoke makes key rejected until the given time.
-	Revoke(ctx context.Context, key string, until time.Time) error
+	Revoke(ctx context.Context, key LicenseKey, until time.Time) error
 	// Unrevoke lifts a revocation.
-	Unrevoke(ctx context.Context, key string) error
+	Unrevoke(ctx context.Context, key LicenseKey) error
 	// Usage reports what is stored for key.
-	Usage(ctx context.Context, key string, now time.Time) (Usage, error)
+	Usage(ctx context.Context, key LicenseKey, now time.Time) (Usage, error)
 	// AdjustCredits changes key's used count: with reset, used becomes 0;
 	// otherwise used decreases by add (a top up; used may go negative,
 	// granting more than the token's credits). It returns the new used.
-	AdjustCredits(ctx context.Context, key string, add int64, reset bool, expires time.Time) (int64, error)
+	AdjustCredits(ctx context.Context, key LicenseKey, add int64, reset bool, expires time.Time) (int64, error)
 }
 
 // Remaining is the credits left for a token with the given limit.

@@ -20,7 +20,7 @@ type Memory struct {
 
 type memoryShard struct {
 	mu      sync.Mutex
-	entries map[string]*memoryEntry
+	entries map[LicenseKey]*memoryEntry
 }
 
 type memoryEntry struct {
@@ -38,18 +38,18 @@ type memoryEntry struct {
 func NewMemory() *Memory {
 	m := &Memory{seed: maphash.MakeSeed()}
 	for i := range m.shards {
-		m.shards[i].entries = make(map[string]*memoryEntry)
+		m.shards[i].entries = make(map[LicenseKey]*memoryEntry)
 	}
 	return m
 }
 
-func (m *Memory) shard(key string) *memoryShard {
-	return &m.shards[maphash.String(m.seed, key)%memoryShards]
+func (m *Memory) shard(key LicenseKey) *memoryShard {
+	return &m.shards[maphash.Comparable(m.seed, key)%memoryShards]
 }
 
 // entry returns key's entry, creating it when create is true. It forgets
 // parts that have lapsed. The shard must be locked.
-func (s *memoryShard) entry(key string, now time.Time, create bool) *memoryEntry {
+func (s *memoryShard) entry(key LicenseKey, now time.Time, create bool) *memoryEntry {
 	e := s.entries[key]
 	if e != nil {
 		if !e.usedExpires.IsZero() && now.After(e.usedExpires) {
@@ -126,7 +126,7 @@ func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
 }
 
 // Refund implements Counters.
-func (m *Memory) Refund(_ context.Context, key string, cost int64) error {
+func (m *Memory) Refund(_ context.Context, key LicenseKey, cost int64) error {
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -137,7 +137,7 @@ func (m *Memory) Refund(_ context.Context, key string, cost int64) error {
 }
 
 // Revoke implements Counters.
-func (m *Memory) Revoke(_ context.Context, key string, until time.Time) error {
+func (m *Memory) Revoke(_ context.Context, key LicenseKey, until time.Time) error {
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -146,7 +146,7 @@ func (m *Memory) Revoke(_ context.Context, key string, until time.Time) error {
 }
 
 // Unrevoke implements Counters.
-func (m *Memory) Unrevoke(_ context.Context, key string) error {
+func (m *Memory) Unrevoke(_ context.Context, key LicenseKey) error {
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,11 +157,11 @@ func (m *Memory) Unrevoke(_ context.Context, key string) error {
 }
 
 // Usage implements Counters.
-func (m *Memory) Usage(_ context.Context, key string, now time.Time) (Usage, error) {
+func (m *Memory) Usage(_ context.Context, key LicenseKey, now time.Time) (Usage, error) {
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	u := Usage{Key: key}
+	u := Usage{Issuer: key.Issuer, Key: key.Key}
 	if e := s.entry(key, now, false); e != nil {
 		u.Used = e.used
 		if e.hasLimit {
@@ -180,7 +180,7 @@ func (m *Memory) Usage(_ context.Context, key string, now time.Time) (Usage, err
 }
 
 // AdjustCredits implements Counters.
-func (m *Memory) AdjustCredits(_ context.Context, key string, add int64, reset bool, expires time.Time) (int64, error) {
+func (m *Memory) AdjustCredits(_ context.Context, key LicenseKey, add int64, reset bool, expires time.Time) (int64, error) {
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -20,13 +20,19 @@ var ctx = context.Background()
 // Revoke and AdjustCredits (whose signatures carry no time) use it.
 type clock struct{ now time.Time }
 
+// testIssuer is the issuer of the tests' licenses.
+const testIssuer = "https://license.example.com"
+
+// lk is the test issuer's license with counting key key.
+func lk(key string) policy.LicenseKey { return policy.LicenseKey{Issuer: testIssuer, Key: key} }
+
 func newClock() *clock                        { return &clock{now: time.Now().Truncate(time.Second)} }
 func (c *clock) at(d time.Duration) time.Time { return c.now.Add(d) }
 
 // charge is a Charge of cost credits out of limit, expiring an hour after
 // the clock's start.
 func (c *clock) charge(key string, cost, limit int64, d time.Duration) *policy.Charge {
-	return &policy.Charge{Key: key, Cost: cost, Limit: limit, Now: c.at(d), Expires: c.at(time.Hour)}
+	return &policy.Charge{Key: lk(key), Cost: cost, Limit: limit, Now: c.at(d), Expires: c.at(time.Hour)}
 }
 
 func mustCharge(t *testing.T, m *policy.Memory, ch *policy.Charge, want policy.Outcome, used int64) policy.Result {
@@ -43,7 +49,7 @@ func mustCharge(t *testing.T, m *policy.Memory, ch *policy.Charge, want policy.O
 
 func usage(t *testing.T, m *policy.Memory, key string, now time.Time) policy.Usage {
 	t.Helper()
-	u, err := m.Usage(ctx, key, now)
+	u, err := m.Usage(ctx, lk(key), now)
 	if err != nil {
 		t.Fatalf("Usage: %v", err)
 	}
@@ -94,9 +100,27 @@ func TestMemoryCredits(t *testing.T) {
 		mustCharge(t, m, c.charge("b", 1, 1, 0), policy.Allowed, 1)
 		mustCharge(t, m, c.charge("a", 1, 1, 0), policy.CreditsExhausted, 1)
 	})
+	t.Run("two issuers' licenses with the same key are counted apart", func(t *testing.T) {
+		c, m := newClock(), policy.NewMemory()
+		a := c.charge("lic-42", 1, 1, 0)
+		b := c.charge("lic-42", 1, 1, 0)
+		b.Key.Issuer = "https://other.example.com"
+		mustCharge(t, m, a, policy.Allowed, 1)
+		mustCharge(t, m, b, policy.Allowed, 1)
+		mustCharge(t, m, a, policy.CreditsExhausted, 1)
+		if err := m.Revoke(ctx, a.Key, c.at(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if u := usage(t, m, "lic-42", c.at(0)); !u.Revoked {
+			t.Fatalf("Usage = %+v", u)
+		}
+		if u, _ := m.Usage(ctx, b.Key, c.at(0)); u.Revoked || u.Used != 1 || u.Issuer != b.Key.Issuer {
+			t.Fatalf("the other issuer's Usage = %+v", u)
+		}
+	})
 	t.Run("an unknown key has empty usage", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
-		if u := usage(t, m, "nobody", c.at(0)); u != (policy.Usage{Key: "nobody"}) {
+		if u := usage(t, m, "nobody", c.at(0)); u != (policy.Usage{Issuer: testIssuer, Key: "nobody"}) {
 			t.Fatalf("Usage = %+v", u)
 		}
 	})
@@ -108,7 +132,7 @@ func TestMemoryRefund(t *testing.T) {
 		mustCharge(t, m, c.charge("k", 1, 2, 0), policy.Allowed, 1)
 		mustCharge(t, m, c.charge("k", 1, 2, 0), policy.Allowed, 2)
 		mustCharge(t, m, c.charge("k", 1, 2, 0), policy.CreditsExhausted, 2)
-		if err := m.Refund(ctx, "k", 1); err != nil {
+		if err := m.Refund(ctx, lk("k"), 1); err != nil {
 			t.Fatal(err)
 		}
 		mustCharge(t, m, c.charge("k", 1, 2, 0), policy.Allowed, 2)
@@ -116,7 +140,7 @@ func TestMemoryRefund(t *testing.T) {
 	t.Run("a refund of a larger cost gives it all back", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
 		mustCharge(t, m, c.charge("k", 5, 5, 0), policy.Allowed, 5)
-		if err := m.Refund(ctx, "k", 5); err != nil {
+		if err := m.Refund(ctx, lk("k"), 5); err != nil {
 			t.Fatal(err)
 		}
 		if u := usage(t, m, "k", c.at(0)); u.Used != 0 {
@@ -125,7 +149,7 @@ func TestMemoryRefund(t *testing.T) {
 	})
 	t.Run("a refund for an unknown key is a no-op", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
-		if err := m.Refund(ctx, "nobody", 3); err != nil {
+		if err := m.Refund(ctx, lk("nobody"), 3); err != nil {
 			t.Fatal(err)
 		}
 		if u := usage(t, m, "nobody", c.at(0)); u.Used != 0 {
@@ -139,7 +163,7 @@ func TestMemoryRevocation(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
 		mustCharge(t, m, c.charge("k", 1, 10, 0), policy.Allowed, 1)
 		until := c.at(30 * time.Minute)
-		if err := m.Revoke(ctx, "k", until); err != nil {
+		if err := m.Revoke(ctx, lk("k"), until); err != nil {
 			t.Fatal(err)
 		}
 		mustCharge(t, m, c.charge("k", 1, 10, time.Minute), policy.Revoked, 0)
@@ -156,7 +180,7 @@ func TestMemoryRevocation(t *testing.T) {
 	})
 	t.Run("a key can be revoked before its first charge", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
-		if err := m.Revoke(ctx, "k", c.at(time.Hour)); err != nil {
+		if err := m.Revoke(ctx, lk("k"), c.at(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		mustCharge(t, m, c.charge("k", 1, -1, 0), policy.Revoked, 0)
@@ -164,17 +188,17 @@ func TestMemoryRevocation(t *testing.T) {
 	t.Run("revocation is checked before credits", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
 		ch := c.charge("k", 1, 0, 0)
-		if err := m.Revoke(ctx, "k", c.at(time.Hour)); err != nil {
+		if err := m.Revoke(ctx, lk("k"), c.at(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		mustCharge(t, m, ch, policy.Revoked, 0)
 	})
 	t.Run("Unrevoke lifts a revocation", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
-		if err := m.Revoke(ctx, "k", c.at(time.Hour)); err != nil {
+		if err := m.Revoke(ctx, lk("k"), c.at(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.Unrevoke(ctx, "k"); err != nil {
+		if err := m.Unrevoke(ctx, lk("k")); err != nil {
 			t.Fatal(err)
 		}
 		mustCharge(t, m, c.charge("k", 1, 10, 0), policy.Allowed, 1)
@@ -183,13 +207,13 @@ func TestMemoryRevocation(t *testing.T) {
 		}
 	})
 	t.Run("Unrevoke of an unknown key is a no-op", func(t *testing.T) {
-		if err := policy.NewMemory().Unrevoke(ctx, "nobody"); err != nil {
+		if err := policy.NewMemory().Unrevoke(ctx, lk("nobody")); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("revoking with a past time revokes nothing", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
-		if err := m.Revoke(ctx, "k", c.at(-time.Minute)); err != nil {
+		if err := m.Revoke(ctx, lk("k"), c.at(-time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		mustCharge(t, m, c.charge("k", 1, 10, 0), policy.Allowed, 1)
@@ -202,7 +226,7 @@ func TestMemoryAdjustCredits(t *testing.T) {
 		for i := int64(1); i <= 3; i++ {
 			mustCharge(t, m, c.charge("k", 1, 3, 0), policy.Allowed, i)
 		}
-		used, err := m.AdjustCredits(ctx, "k", 2, false, c.at(time.Hour))
+		used, err := m.AdjustCredits(ctx, lk("k"), 2, false, c.at(time.Hour))
 		if err != nil || used != 1 {
 			t.Fatalf("AdjustCredits = %d, %v; want 1", used, err)
 		}
@@ -212,7 +236,7 @@ func TestMemoryAdjustCredits(t *testing.T) {
 	})
 	t.Run("a top up beyond the token's credits makes used negative", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
-		used, err := m.AdjustCredits(ctx, "k", 5, false, c.at(time.Hour))
+		used, err := m.AdjustCredits(ctx, lk("k"), 5, false, c.at(time.Hour))
 		if err != nil || used != -5 {
 			t.Fatalf("AdjustCredits = %d, %v; want -5", used, err)
 		}
@@ -224,7 +248,7 @@ func TestMemoryAdjustCredits(t *testing.T) {
 	t.Run("a reset makes used zero", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
 		mustCharge(t, m, c.charge("k", 3, 3, 0), policy.Allowed, 3)
-		used, err := m.AdjustCredits(ctx, "k", 0, true, c.at(time.Hour))
+		used, err := m.AdjustCredits(ctx, lk("k"), 0, true, c.at(time.Hour))
 		if err != nil || used != 0 {
 			t.Fatalf("AdjustCredits = %d, %v; want 0", used, err)
 		}
@@ -233,14 +257,14 @@ func TestMemoryAdjustCredits(t *testing.T) {
 	t.Run("a reset with a top up starts below zero", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
 		mustCharge(t, m, c.charge("k", 3, 3, 0), policy.Allowed, 3)
-		used, err := m.AdjustCredits(ctx, "k", 2, true, c.at(time.Hour))
+		used, err := m.AdjustCredits(ctx, lk("k"), 2, true, c.at(time.Hour))
 		if err != nil || used != -2 {
 			t.Fatalf("AdjustCredits = %d, %v; want -2", used, err)
 		}
 	})
 	t.Run("an adjustment is forgotten with the counter", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
-		if _, err := m.AdjustCredits(ctx, "k", 5, false, c.at(time.Hour)); err != nil {
+		if _, err := m.AdjustCredits(ctx, lk("k"), 5, false, c.at(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		if u := usage(t, m, "k", c.at(2*time.Hour)); u.Used != 0 {
@@ -314,7 +338,7 @@ func TestMemorySeats(t *testing.T) {
 	})
 	t.Run("a revoked request takes no seat", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
-		if err := m.Revoke(ctx, "k", c.at(time.Minute)); err != nil {
+		if err := m.Revoke(ctx, lk("k"), c.at(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		mustCharge(t, m, seat(c, "A", -1, 0), policy.Revoked, 0)
@@ -421,7 +445,7 @@ func TestMemorySweep(t *testing.T) {
 	}
 	// entries that hold nothing are dropped at once
 	mustCharge(t, m, c.charge("nothing", 1, -1, 0), policy.Allowed, 0)
-	if err := m.Revoke(ctx, "revoked", c.at(3*time.Hour)); err != nil {
+	if err := m.Revoke(ctx, lk("revoked"), c.at(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if n := m.Sweep(c.at(0)); n != 101 {
@@ -512,7 +536,7 @@ func TestMemoryExactUnderConcurrency(t *testing.T) {
 					res, _ := m.Charge(ctx, c.charge("hot", 1, 100, 0))
 					if res.Outcome == policy.Allowed {
 						allowed.Add(1)
-						if err := m.Refund(ctx, "hot", 1); err != nil {
+						if err := m.Refund(ctx, lk("hot"), 1); err != nil {
 							t.Error(err)
 						}
 					}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/licensegate/licensegate/internal/testredis"
+	"github.com/licensegate/licensegate/module/redisstore"
+	"github.com/licensegate/licensegate/policy"
 )
 
 //go:embed bench.lua
@@ -308,7 +310,7 @@ func (b *bench) checkRedis(runs []result) string {
 	if sent == 0 {
 		return ""
 	}
-	used, err := testredis.Command(b.redis.addr, "GET", "lg:{"+b.toks.hotJTI+"}:used")
+	used, err := testredis.Command(b.redis.addr, "GET", "lg:{"+redisstore.Tag(policy.LicenseKey{Issuer: benchIssuer, Key: b.toks.hotJTI})+"}:used")
 	if err != nil {
 		return "could not read the hot token's counter: " + err.Error()
 	}
@@ -318,7 +320,7 @@ func (b *bench) checkRedis(runs []result) string {
 	if n < sent {
 		verdict = "MISMATCH: fewer charges than requests"
 	}
-	return fmt.Sprintf("hot token's Redis counter `lg:{<jti>}:used` = %d after %d measured requests in C "+
+	return fmt.Sprintf("hot token's Redis counter `lg:{<tag>}:used` = %d after %d measured requests in C "+
 		"(plus warm-up); %s keys in Redis — %s", n, sent, keys, verdict)
 }
 

@@ -26,6 +26,10 @@ const benchItem = "bench"
 // scenario is a real charge.
 const benchCredits = 1_000_000_000_000
 
+// benchIssuer is the iss of the bench tokens; their counters are kept
+// under it.
+const benchIssuer = "licensegate-bench"
+
 // tokens are the harness's signed tokens and the files wrk and Caddy read.
 type tokens struct {
 	hot      string
@@ -60,7 +64,7 @@ func mintTokens(dir string, n int) (*tokens, error) {
 	now := time.Now()
 	sign := func(jti, sub string) (string, error) {
 		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
-			"iss": "licensegate-bench", "sub": sub, "jti": jti,
+			"iss": benchIssuer, "sub": sub, "jti": jti,
 			"iat": now.Unix(), "exp": now.Add(24 * time.Hour).Unix(),
 			"items": []string{benchItem}, "credits": benchCredits,
 		})

@@ -25,8 +25,8 @@ func BenchmarkCharge(b *testing.B) {
 func benchCharge(b *testing.B, s *Store) {
 	now := time.Now()
 	charges := map[string]policy.Charge{
-		"credits":       {Key: "bench-credits", Cost: 1, Limit: policy.MaxCredits},
-		"credits+seats": {Key: "bench-seats", Cost: 1, Limit: policy.MaxCredits, Seats: 5, Hardware: "hw-1", SessionTTL: 15 * time.Minute},
+		"credits":       {Key: lk("bench-credits"), Cost: 1, Limit: policy.MaxCredits},
+		"credits+seats": {Key: lk("bench-seats"), Cost: 1, Limit: policy.MaxCredits, Seats: 5, Hardware: "hw-1", SessionTTL: 15 * time.Minute},
 	}
 	for _, name := range []string{"credits", "credits+seats"} {
 		c := charges[name]

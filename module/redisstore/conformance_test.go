@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 type fixture struct {
 	t       *testing.T
 	s       policy.Counters
-	key     string
+	key     policy.LicenseKey
 	base    time.Time // the case's "now"; offsets are from here
 	expires time.Time // default Charge.Expires
 }
@@ -159,7 +158,7 @@ var conformance = []struct {
 	}},
 	{"a refund of a key never charged stores nothing", func(f *fixture) {
 		f.refund(3)
-		if u := f.usage(0); u != (policy.Usage{Key: f.key}) {
+		if u := f.usage(0); u != (policy.Usage{Issuer: f.key.Issuer, Key: f.key.Key}) {
 			f.t.Fatalf("Usage = %+v, want empty", u)
 		}
 	}},
@@ -252,7 +251,7 @@ var conformance = []struct {
 		}
 		until := f.base.Add(2 * time.Hour)
 		f.revoke(until)
-		want := policy.Usage{Key: f.key, Used: 6, Revoked: true, RevokedUntil: until.Unix(), Seats: 2,
+		want := policy.Usage{Issuer: f.key.Issuer, Key: f.key.Key, Used: 6, Revoked: true, RevokedUntil: until.Unix(), Seats: 2,
 			HasLimit: true, Limit: 10, Left: 4}
 		if u := f.usage(time.Minute); u != want {
 			f.t.Fatalf("Usage = %+v, want %+v", u, want)
@@ -296,7 +295,7 @@ var conformance = []struct {
 		}
 	}},
 	{"usage of an unknown key is empty", func(f *fixture) {
-		if u := f.usage(0); u != (policy.Usage{Key: f.key}) {
+		if u := f.usage(0); u != (policy.Usage{Issuer: f.key.Issuer, Key: f.key.Key}) {
 			f.t.Fatalf("Usage = %+v, want empty", u)
 		}
 	}},
@@ -406,7 +405,7 @@ func TestConformance(t *testing.T) {
 					tc.run(&fixture{
 						t:       t,
 						s:       store.s,
-						key:     strings.ReplaceAll(t.Name(), "/", "|"),
+						key:     lk(t.Name()),
 						base:    base,
 						expires: base.Add(24 * time.Hour),
 					})
@@ -415,6 +414,12 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// testIssuer is the issuer of the tests' licenses.
+const testIssuer = "https://license.example.com"
+
+// lk is the test issuer's license with counting key key.
+func lk(key string) policy.LicenseKey { return policy.LicenseKey{Issuer: testIssuer, Key: key} }
 
 // newStore opens a Store that is closed when the test ends.
 func newStore(t testing.TB, o Options) *Store {

@@ -47,7 +47,7 @@ func (s *Store) Charge(ctx context.Context, c *policy.Charge) (policy.Result, er
 
 // Refund implements policy.Counters. A counter that has expired (or never
 // was) is left alone.
-func (s *Store) Refund(ctx context.Context, key string, cost int64) error {
+func (s *Store) Refund(ctx context.Context, key policy.LicenseKey, cost int64) error {
 	if cost == 0 {
 		return nil
 	}
@@ -59,7 +59,7 @@ func (s *Store) Refund(ctx context.Context, key string, cost int64) error {
 
 // Revoke implements policy.Counters. The revocation key holds its end in
 // unix ms and expires then; a zero until lifts the revocation.
-func (s *Store) Revoke(ctx context.Context, key string, until time.Time) error {
+func (s *Store) Revoke(ctx context.Context, key policy.LicenseKey, until time.Time) error {
 	ms := until.UnixMilli()
 	if until.IsZero() || ms <= 0 {
 		return s.Unrevoke(ctx, key)
@@ -73,7 +73,7 @@ func (s *Store) Revoke(ctx context.Context, key string, until time.Time) error {
 }
 
 // Unrevoke implements policy.Counters.
-func (s *Store) Unrevoke(ctx context.Context, key string) error {
+func (s *Store) Unrevoke(ctx context.Context, key policy.LicenseKey) error {
 	if err := s.client.Del(ctx, s.keys(key)[2]).Err(); err != nil {
 		return storeErr("unrevoke", err)
 	}
@@ -82,8 +82,8 @@ func (s *Store) Unrevoke(ctx context.Context, key string) error {
 
 // Usage implements policy.Counters. Seats count when seen within the
 // SessionTTL of the last seat taken.
-func (s *Store) Usage(ctx context.Context, key string, now time.Time) (policy.Usage, error) {
-	u := policy.Usage{Key: key}
+func (s *Store) Usage(ctx context.Context, key policy.LicenseKey, now time.Time) (policy.Usage, error) {
+	u := policy.Usage{Issuer: key.Issuer, Key: key.Key}
 	// Read only, so go-redis's retries are harmless.
 	v, err := usageScript.Run(ctx, s.client, s.keys(key), now.UnixMilli()).Result()
 	if err != nil {
@@ -109,7 +109,7 @@ func (s *Store) Usage(ctx context.Context, key string, now time.Time) (policy.Us
 }
 
 // AdjustCredits implements policy.Counters, atomically (see adjustLua).
-func (s *Store) AdjustCredits(ctx context.Context, key string, add int64, reset bool, expires time.Time) (int64, error) {
+func (s *Store) AdjustCredits(ctx context.Context, key policy.LicenseKey, add int64, reset bool, expires time.Time) (int64, error) {
 	r := 0
 	if reset {
 		r = 1

@@ -32,19 +32,23 @@ func TestKeysCarryThePrefixAndOneHashTag(t *testing.T) {
 	s := newStore(t, Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	now := time.Now()
-	_, err := s.Charge(ctx, &policy.Charge{Key: "lic-1", Cost: 1, Limit: 5, Seats: 2, Hardware: "hw",
+	_, err := s.Charge(ctx, &policy.Charge{Key: lk("lic-1"), Cost: 1, Limit: 5, Seats: 2, Hardware: "hw",
 		SessionTTL: time.Minute, Expires: now.Add(time.Hour), Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Revoke(ctx, "lic-1", now.Add(time.Hour)); err != nil {
+	if err := s.Revoke(ctx, lk("lic-1"), now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := rawClient(t, srv.Addr()).Keys(ctx, "*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"lg:{lic-1}:used": true, "lg:{lic-1}:seats": true, "lg:{lic-1}:revoked": true, "lg:{lic-1}:seats_ttl": true, "lg:{lic-1}:limit": true}
+	tag := Tag(lk("lic-1"))
+	want := map[string]bool{}
+	for _, suffix := range []string{"used", "seats", "revoked", "seats_ttl", "limit"} {
+		want["lg:{"+tag+"}:"+suffix] = true
+	}
 	if len(keys) != len(want) {
 		t.Fatalf("keys = %q, want %d keys", keys, len(want))
 	}
@@ -55,11 +59,42 @@ func TestKeysCarryThePrefixAndOneHashTag(t *testing.T) {
 	}
 
 	custom := newStore(t, Options{Addresses: []string{srv.Addr()}, Prefix: "gate7:", Timeout: 5 * time.Second})
-	if _, err := custom.AdjustCredits(ctx, "x", 1, false, time.Time{}); err != nil {
+	if _, err := custom.AdjustCredits(ctx, lk("x"), 1, false, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := rawClient(t, srv.Addr()).Exists(ctx, "gate7:{x}:used").Result(); n != 1 {
+	if n, _ := rawClient(t, srv.Addr()).Exists(ctx, "gate7:{"+Tag(lk("x"))+"}:used").Result(); n != 1 {
 		t.Fatal("prefix not used")
+	}
+}
+
+func TestTagIsFixedLengthHexOfIssuerAndKey(t *testing.T) {
+	hostile := []string{"", "}x", "{}", "a}b{c", "lic-1", strings.Repeat("ü€😀", 1000)}
+	seen := map[string]policy.LicenseKey{}
+	for _, iss := range []string{"", "https://a.example", "https://b.example"} {
+		for _, key := range hostile {
+			k := policy.LicenseKey{Issuer: iss, Key: key}
+			tag := Tag(k)
+			if len(tag) != TagLen || strings.Trim(tag, "0123456789abcdef") != "" {
+				t.Fatalf("Tag(%q, %.20q) = %q: not %d hex digits", iss, key, tag, TagLen)
+			}
+			if prev, dup := seen[tag]; dup {
+				t.Fatalf("Tag of %+v equals Tag of %+v", k, prev)
+			}
+			seen[tag] = k
+		}
+	}
+	// The NUL separates issuer and key: moving bytes across it changes the tag.
+	if Tag(policy.LicenseKey{Issuer: "ab", Key: "c"}) == Tag(policy.LicenseKey{Issuer: "a", Key: "bc"}) {
+		t.Fatal("issuer and key run together")
+	}
+}
+
+func TestAPrefixWithABraceIsRefused(t *testing.T) {
+	for _, p := range []string{"lg{", "}lg:", "a{b}:"} {
+		_, err := New(Options{Prefix: p})
+		if !errors.Is(err, ErrPrefixBrace) {
+			t.Errorf("New(prefix %q) = %v, want ErrPrefixBrace", p, err)
+		}
 	}
 }
 
@@ -83,7 +118,7 @@ func TestKeysExpireWhenTheTokenDoes(t *testing.T) {
 	}
 	charge := func(expires time.Time) {
 		t.Helper()
-		_, err := s.Charge(ctx, &policy.Charge{Key: "k", Cost: 1, Limit: 10, Seats: 1, Hardware: "hw",
+		_, err := s.Charge(ctx, &policy.Charge{Key: lk("k"), Cost: 1, Limit: 10, Seats: 1, Hardware: "hw",
 			SessionTTL: time.Minute, Expires: expires, Now: now})
 		if err != nil {
 			t.Fatal(err)
@@ -92,47 +127,47 @@ func TestKeysExpireWhenTheTokenDoes(t *testing.T) {
 
 	exp := now.Add(time.Hour)
 	charge(exp)
-	for _, k := range []string{"lg:{k}:used", "lg:{k}:seats", "lg:{k}:seats_ttl"} {
+	for _, k := range []string{"lg:{" + Tag(lk("k")) + "}:used", "lg:{" + Tag(lk("k")) + "}:seats", "lg:{" + Tag(lk("k")) + "}:seats_ttl"} {
 		if got := expireTime(k); !got.Equal(exp) {
 			t.Fatalf("%s expires at %v, want Charge.Expires %v", k, got, exp)
 		}
 	}
 	charge(now.Add(30 * time.Minute))
-	if got := expireTime("lg:{k}:used"); !got.Equal(exp) {
+	if got := expireTime("lg:{" + Tag(lk("k")) + "}:used"); !got.Equal(exp) {
 		t.Fatalf("an earlier Expires moved the expiry to %v", got)
 	}
 	later := now.Add(2 * time.Hour)
 	charge(later)
-	if got := expireTime("lg:{k}:used"); !got.Equal(later) {
+	if got := expireTime("lg:{" + Tag(lk("k")) + "}:used"); !got.Equal(later) {
 		t.Fatalf("a later Expires did not extend: %v, want %v", got, later)
 	}
 
 	until := now.Add(45 * time.Minute)
-	if err := s.Revoke(ctx, "k", until); err != nil {
+	if err := s.Revoke(ctx, lk("k"), until); err != nil {
 		t.Fatal(err)
 	}
-	if got := expireTime("lg:{k}:revoked"); !got.Equal(until) {
+	if got := expireTime("lg:{" + Tag(lk("k")) + "}:revoked"); !got.Equal(until) {
 		t.Fatalf("revocation expires at %v, want %v", got, until)
 	}
 
-	if _, err := s.AdjustCredits(ctx, "fresh", 5, false, exp); err != nil {
+	if _, err := s.AdjustCredits(ctx, lk("fresh"), 5, false, exp); err != nil {
 		t.Fatal(err)
 	}
-	if got := expireTime("lg:{fresh}:used"); !got.Equal(exp) {
+	if got := expireTime("lg:{" + Tag(lk("fresh")) + "}:used"); !got.Equal(exp) {
 		t.Fatalf("AdjustCredits on a new key: expires at %v, want %v", got, exp)
 	}
-	if _, err := s.AdjustCredits(ctx, "fresh", 0, true, later); err != nil {
+	if _, err := s.AdjustCredits(ctx, lk("fresh"), 0, true, later); err != nil {
 		t.Fatal(err)
 	}
-	if got := expireTime("lg:{fresh}:used"); !got.Equal(later) {
+	if got := expireTime("lg:{" + Tag(lk("fresh")) + "}:used"); !got.Equal(later) {
 		t.Fatalf("AdjustCredits reset with a later expiry: %v, want %v", got, later)
 	}
 
 	// A refund keeps the expiry.
-	if err := s.Refund(ctx, "k", 1); err != nil {
+	if err := s.Refund(ctx, lk("k"), 1); err != nil {
 		t.Fatal(err)
 	}
-	if got := expireTime("lg:{k}:used"); !got.Equal(later) {
+	if got := expireTime("lg:{" + Tag(lk("k")) + "}:used"); !got.Equal(later) {
 		t.Fatalf("Refund changed the expiry to %v", got)
 	}
 }
@@ -141,10 +176,10 @@ func TestRefundOfAnExpiredCounterDoesNotRecreateIt(t *testing.T) {
 	srv := testredis.Start(t)
 	s := newStore(t, Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second})
 	ctx := context.Background()
-	if err := s.Refund(ctx, "gone", 3); err != nil {
+	if err := s.Refund(ctx, lk("gone"), 3); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := rawClient(t, srv.Addr()).Exists(ctx, "lg:{gone}:used").Result(); n != 0 {
+	if n, _ := rawClient(t, srv.Addr()).Exists(ctx, "lg:{"+Tag(lk("gone"))+"}:used").Result(); n != 0 {
 		t.Fatal("Refund created a counter")
 	}
 }
@@ -162,7 +197,7 @@ func chargeConcurrently(t *testing.T, stores []*Store, key string, limit int64, 
 		wg.Go(func() {
 			<-start
 			res, err := stores[i%len(stores)].Charge(context.Background(), &policy.Charge{
-				Key: key, Cost: 1, Limit: limit, Expires: now.Add(time.Hour), Now: now,
+				Key: lk(key), Cost: 1, Limit: limit, Expires: now.Add(time.Hour), Now: now,
 			})
 			switch {
 			case err != nil:
@@ -196,7 +231,7 @@ func TestExactAcrossGateways(t *testing.T) {
 	if allowed != 500 || refused != 300 {
 		t.Fatalf("allowed %d, refused %d; want exactly 500 and 300", allowed, refused)
 	}
-	u, err := stores[1].Usage(context.Background(), "shared", time.Now())
+	u, err := stores[1].Usage(context.Background(), lk("shared"), time.Now())
 	if err != nil || u.Used != 500 {
 		t.Fatalf("Usage = %+v, %v; want 500 used", u, err)
 	}
@@ -218,7 +253,7 @@ func TestExactOnCluster(t *testing.T) {
 	for i := range 6 {
 		key := "lic-" + strconv.Itoa(i)
 		slots := map[int64]bool{}
-		for _, k := range stores[0].keys(key) {
+		for _, k := range stores[0].keys(lk(key)) {
 			slot, err := cc.ClusterKeySlot(ctx, k).Result()
 			if err != nil {
 				t.Fatal(err)
@@ -228,7 +263,7 @@ func TestExactOnCluster(t *testing.T) {
 		if len(slots) != 1 {
 			t.Fatalf("keys of %s span slots %v", key, slots)
 		}
-		node, err := cc.MasterForKey(ctx, stores[0].keys(key)[0])
+		node, err := cc.MasterForKey(ctx, stores[0].keys(lk(key))[0])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,15 +274,15 @@ func TestExactOnCluster(t *testing.T) {
 			t.Fatalf("%s: allowed %d, refused %d; want exactly 500 and 300", key, allowed, refused)
 		}
 		now := time.Now()
-		r, err := stores[2].Charge(ctx, &policy.Charge{Key: key, Cost: 0, Limit: 500, Seats: 1, Hardware: "a",
+		r, err := stores[2].Charge(ctx, &policy.Charge{Key: lk(key), Cost: 0, Limit: 500, Seats: 1, Hardware: "a",
 			SessionTTL: time.Minute, Expires: now.Add(time.Hour), Now: now})
 		if err != nil || r.Outcome != policy.Allowed || r.Used != 500 {
 			t.Fatalf("seat charge on the cluster = %+v, %v", r, err)
 		}
-		if err := stores[1].Revoke(ctx, key, now.Add(time.Hour)); err != nil {
+		if err := stores[1].Revoke(ctx, lk(key), now.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		u, err := stores[0].Usage(ctx, key, now)
+		u, err := stores[0].Usage(ctx, lk(key), now)
 		if err != nil || u.Used != 500 || u.Seats != 1 || !u.Revoked {
 			t.Fatalf("Usage = %+v, %v", u, err)
 		}
@@ -263,7 +298,7 @@ func TestRedisDownIsErrStoreAndTheSameStoreRecovers(t *testing.T) {
 	ctx := context.Background()
 	charge := func(key string) (policy.Result, error) {
 		now := time.Now()
-		return s.Charge(ctx, &policy.Charge{Key: key, Cost: 1, Limit: 1 << 40, Seats: 2, Hardware: "hw",
+		return s.Charge(ctx, &policy.Charge{Key: lk(key), Cost: 1, Limit: 1 << 40, Seats: 2, Hardware: "hw",
 			SessionTTL: time.Minute, Expires: now.Add(time.Hour), Now: now})
 	}
 
@@ -315,12 +350,12 @@ func TestRedisDownIsErrStoreAndTheSameStoreRecovers(t *testing.T) {
 		t.Fatalf("Charge while down took %v", d)
 	}
 	checks := map[string]error{
-		"Refund":        s.Refund(ctx, "down", 1),
-		"Revoke":        s.Revoke(ctx, "down", time.Now().Add(time.Hour)),
-		"Unrevoke":      s.Unrevoke(ctx, "down"),
+		"Refund":        s.Refund(ctx, lk("down"), 1),
+		"Revoke":        s.Revoke(ctx, lk("down"), time.Now().Add(time.Hour)),
+		"Unrevoke":      s.Unrevoke(ctx, lk("down")),
 		"Ping":          s.Ping(ctx),
-		"AdjustCredits": func() error { _, err := s.AdjustCredits(ctx, "down", 1, false, time.Time{}); return err }(),
-		"Usage":         func() error { _, err := s.Usage(ctx, "down", time.Now()); return err }(),
+		"AdjustCredits": func() error { _, err := s.AdjustCredits(ctx, lk("down"), 1, false, time.Time{}); return err }(),
+		"Usage":         func() error { _, err := s.Usage(ctx, lk("down"), time.Now()); return err }(),
 	}
 	for op, err := range checks {
 		if !errors.Is(err, policy.ErrStore) {
@@ -351,7 +386,7 @@ func TestRedisDownIsErrStoreAndTheSameStoreRecovers(t *testing.T) {
 	if r, err := charge("after"); err != nil || r.Used != 2 {
 		t.Fatalf("second charge after the restart = %+v, %v", r, err)
 	}
-	if u, err := s.Usage(ctx, "after", time.Now()); err != nil || u.Used != 2 || u.Seats != 1 {
+	if u, err := s.Usage(ctx, lk("after"), time.Now()); err != nil || u.Used != 2 || u.Seats != 1 {
 		t.Fatalf("Usage after the restart = %+v, %v", u, err)
 	}
 }
@@ -365,7 +400,7 @@ func TestUnreachableRedisIsErrStore(t *testing.T) {
 	l.Close() // nothing listens there now
 	s := newStore(t, Options{Addresses: []string{addr}})
 	now := time.Now()
-	_, err = s.Charge(context.Background(), &policy.Charge{Key: "k", Cost: 1, Limit: 1, Expires: now.Add(time.Hour), Now: now})
+	_, err = s.Charge(context.Background(), &policy.Charge{Key: lk("k"), Cost: 1, Limit: 1, Expires: now.Add(time.Hour), Now: now})
 	if !errors.Is(err, policy.ErrStore) {
 		t.Fatalf("Charge = %v, want ErrStore", err)
 	}
@@ -381,7 +416,7 @@ func TestCanceledContextIsErrStore(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	now := time.Now()
-	_, err := s.Charge(ctx, &policy.Charge{Key: "k", Cost: 1, Limit: 1, Expires: now.Add(time.Hour), Now: now})
+	_, err := s.Charge(ctx, &policy.Charge{Key: lk("k"), Cost: 1, Limit: 1, Expires: now.Add(time.Hour), Now: now})
 	if !errors.Is(err, policy.ErrStore) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Charge = %v, want ErrStore wrapping context.Canceled", err)
 	}
@@ -392,7 +427,7 @@ func TestScriptFlushFallsBackToEval(t *testing.T) {
 	s := newStore(t, Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second})
 	ctx := context.Background()
 	now := time.Now()
-	c := &policy.Charge{Key: "k", Cost: 1, Limit: 5, Expires: now.Add(time.Hour), Now: now}
+	c := &policy.Charge{Key: lk("k"), Cost: 1, Limit: 5, Expires: now.Add(time.Hour), Now: now}
 	for i := int64(1); i <= 3; i++ {
 		if err := rawClient(t, srv.Addr()).ScriptFlush(ctx).Err(); err != nil {
 			t.Fatal(err)
@@ -401,7 +436,7 @@ func TestScriptFlushFallsBackToEval(t *testing.T) {
 		if err != nil || r.Used != i {
 			t.Fatalf("Charge after SCRIPT FLUSH = %+v, %v", r, err)
 		}
-		if _, err := s.AdjustCredits(ctx, "k", 0, false, time.Time{}); err != nil {
+		if _, err := s.AdjustCredits(ctx, lk("k"), 0, false, time.Time{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -483,13 +518,13 @@ func TestTimedOutChargeIsNotSentAgain(t *testing.T) {
 	}
 	// The pipelined path has its own connections: open one too.
 	warm := time.Now()
-	if _, err := s.Charge(ctx, &policy.Charge{Key: "warm", Cost: 1, Limit: 100, Expires: warm.Add(time.Hour), Now: warm}); err != nil {
+	if _, err := s.Charge(ctx, &policy.Charge{Key: lk("warm"), Cost: 1, Limit: 100, Expires: warm.Add(time.Hour), Now: warm}); err != nil {
 		t.Fatal(err)
 	}
 
 	proxy.armed.Store(true)
 	now := time.Now()
-	_, err := s.Charge(ctx, &policy.Charge{Key: "slow", Cost: 1, Limit: 100, Expires: now.Add(time.Hour), Now: now})
+	_, err := s.Charge(ctx, &policy.Charge{Key: lk("slow"), Cost: 1, Limit: 100, Expires: now.Add(time.Hour), Now: now})
 	if !errors.Is(err, policy.ErrStore) {
 		t.Fatalf("Charge through a slow link = %v, want ErrStore", err)
 	}
@@ -497,12 +532,12 @@ func TestTimedOutChargeIsNotSentAgain(t *testing.T) {
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("Charge error %v is not a timeout", err)
 	}
-	used, err := raw.Get(ctx, "lg:{slow}:used").Int64()
+	used, err := raw.Get(ctx, "lg:{"+Tag(lk("slow"))+"}:used").Int64()
 	if err != nil || used != 1 {
 		t.Fatalf("used = %d, %v; want the script run exactly once", used, err)
 	}
 	// The store goes on working.
-	r, err := s.Charge(ctx, &policy.Charge{Key: "slow", Cost: 1, Limit: 100, Expires: now.Add(time.Hour), Now: now})
+	r, err := s.Charge(ctx, &policy.Charge{Key: lk("slow"), Cost: 1, Limit: 100, Expires: now.Add(time.Hour), Now: now})
 	if err != nil || r.Used != 2 {
 		t.Fatalf("next Charge = %+v, %v", r, err)
 	}

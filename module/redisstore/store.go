@@ -4,8 +4,9 @@
 //
 // Each request costs one round trip: a Lua script checks the revocation,
 // takes the seat and charges the credits atomically. All keys of one
-// license share a hash tag, `<prefix>{<key>}:used`, `…:seats`,
-// `…:revoked` and `…:seats_ttl`, so they live in one Cluster slot.
+// license share a hash tag derived from its issuer and counting key (see
+// Tag), `<prefix>{<tag>}:used`, `…:seats`, `…:revoked`, `…:seats_ttl` and
+// `…:limit`, so they live in one Cluster slot whatever the key string.
 // Counters expire with their token (PEXPIREAT at Charge.Expires).
 //
 // The scripts use PEXPIRETIME, so Redis 7.0 or later (or Valkey) is needed.
@@ -50,7 +51,9 @@ type Options struct {
 	// PoolSize is the most connections per node; 0 means go-redis's
 	// default (10 per GOMAXPROCS).
 	PoolSize int
-	// Prefix starts every key; empty means DefaultPrefix.
+	// Prefix starts every key; empty means DefaultPrefix. It may not hold
+	// a brace ({ or }), which would take the place of the license's hash
+	// tag.
 	Prefix string
 	// NoPipelining sends each charge on its own instead of batching the
 	// charges of concurrent requests into pipelines.
@@ -85,6 +88,9 @@ func New(o Options) (*Store, error) {
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
+	}
+	if !validPrefix(o.Prefix) {
+		return nil, fmt.Errorf("%w: %q", ErrPrefixBrace, o.Prefix)
 	}
 	addrs := append([]string(nil), o.Addresses...)
 	for _, a := range addrs {
@@ -134,6 +140,11 @@ func New(o Options) (*Store, error) {
 	return st, nil
 }
 
+// ErrPrefixBrace is returned by New for a prefix holding { or }: Redis
+// Cluster would take the braces as the hash tag, scattering a license's
+// keys over several slots.
+var ErrPrefixBrace = errors.New("redisstore: the key prefix may not contain { or }")
+
 // Close closes the connections.
 func (s *Store) Close() error {
 	return s.client.Close()
@@ -145,14 +156,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return storeErr("ping", err)
 	}
 	return nil
-}
-
-// keys returns key's used, seats, revoked, seats_ttl and limit keys. The braces
-// are a Cluster hash tag, so all land in one slot and one script can touch
-// them.
-func (s *Store) keys(key string) []string {
-	base := s.prefix + "{" + key + "}:"
-	return []string{base + "used", base + "seats", base + "revoked", base + "seats_ttl", base + "limit"}
 }
 
 // storeErr wraps err so that errors.Is(err, policy.ErrStore) holds, while
