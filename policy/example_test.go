@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,4 +87,34 @@ func ExampleParseVersionPattern() {
 	// 2.5.17 true
 	// 3.7.0 false
 	// 4.4.4 false
+}
+
+// The in-memory store counts credits and seats for a single gateway. Every
+// charge is atomic: of three requests against a license of two credits, the
+// third is refused, and two issuers' licenses never share a budget even
+// when their counting keys are equal.
+func ExampleMemory() {
+	store := policy.NewMemory()
+	ctx := context.Background()
+	now := time.Unix(1767225600, 0)
+	charge := func(iss string) policy.Outcome {
+		res, err := store.Charge(ctx, &policy.Charge{
+			Key:  policy.LicenseKey{Issuer: iss, Key: "lic-42"},
+			Cost: 1, Limit: 2, Expires: now.Add(time.Hour), Now: now,
+		})
+		if err != nil {
+			panic(err)
+		}
+		return res.Outcome
+	}
+	a := "https://license.example.com"
+	fmt.Println(charge(a) == policy.Allowed, charge(a) == policy.Allowed, charge(a) == policy.CreditsExhausted)
+	fmt.Println("another issuer, same key:", charge("https://other.example.com") == policy.Allowed)
+
+	u, _ := store.Usage(ctx, policy.LicenseKey{Issuer: a, Key: "lic-42"}, now)
+	fmt.Println("used", u.Used, "left", u.Left)
+	// Output:
+	// true true true
+	// another issuer, same key: true
+	// used 2 left 0
 }
