@@ -87,7 +87,9 @@ type Gate struct {
 	// Default 16 KiB.
 	MaxTokenSize int64 `json:"max_token_size,omitempty"`
 	// TokenFrom is where the token is read. Default: header Authorization
-	// (Bearer scheme, case-insensitive).
+	// (Bearer scheme, case-insensitive). A query parameter, or a header
+	// other than Authorization, is removed from the request before it goes
+	// on.
 	TokenFrom *ValueSource `json:"token_from,omitempty"`
 	// CacheSize bounds the verified-token cache. Default 20000.
 	CacheSize int `json:"cache_size,omitempty"`
@@ -96,11 +98,13 @@ type Gate struct {
 	RequireItem string `json:"require_item,omitempty"`
 	// Cost is the credits charged per request. Default 1.
 	Cost *int64 `json:"cost,omitempty"`
-	// VersionFrom are the sources of the client version, tried in order.
-	// Default: header X-Client-Version, then query version.
+	// VersionFrom are the sources of the client version. Every value sent
+	// in them must agree and be at most 256 bytes. Default: header
+	// X-Client-Version and query version.
 	VersionFrom []ValueSource `json:"version_from,omitempty"`
-	// HardwareFrom are the sources of the hardware id, tried in order.
-	// Default: header X-Hardware-Id, then query hw.
+	// HardwareFrom are the sources of the hardware id. Every value sent in
+	// them must agree and be at most 256 bytes. Default: header
+	// X-Hardware-Id and query hw.
 	HardwareFrom []ValueSource `json:"hardware_from,omitempty"`
 	// MatchClaims are equality rules: the claim must equal the value,
 	// whose placeholders are replaced per request.
@@ -121,8 +125,8 @@ type Gate struct {
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
 	// Shadow evaluates and logs, but never rejects.
 	Shadow bool `json:"shadow,omitempty"`
-	// PassPreflight lets CORS preflight requests through unchecked.
-	// Default true.
+	// PassPreflight lets CORS preflight requests without a body through
+	// unchecked. Default true.
 	PassPreflight *bool `json:"pass_preflight,omitempty"`
 	// Status overrides the HTTP status per error code.
 	Status map[string]int `json:"status,omitempty"`
@@ -176,7 +180,11 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	return g.provisionGate()
+	if err := g.provisionGate(); err != nil {
+		return err
+	}
+	g.warnTokenInLogs()
+	return nil
 }
 
 // provisionGate builds everything that does not need a loaded Caddy

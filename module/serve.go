@@ -32,13 +32,13 @@ const (
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	if g.passPreflight && r.Method == http.MethodOptions &&
-		r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != "" {
-		return next.ServeHTTP(w, r)
+	if g.passPreflight && isPreflight(r) {
+		return next.ServeHTTP(w, g.withoutToken(r))
 	}
 	now := g.now()
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	tok, why := tokenFrom(g.tokenFrom, r)
+	r = g.withoutToken(r)
 	if tok == "" {
 		return g.deny(w, r, next, repl, nil, policy.Rejectf(policy.CodeNotAuthorized, "%s", why), now)
 	}
@@ -52,34 +52,14 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	lic := ent.lic
 	q := policy.Request{Now: now}
-	if lic.IPs != nil {
-		q.ClientIP = clientIP(r)
-	}
-	if lic.Versions != nil {
-		q.Version, q.VersionSent = readFirst(g.VersionFrom, r)
-	}
-	if lic.HasHardware || lic.Seats > 0 {
-		q.Hardware, q.HardwareSent = readFirst(g.HardwareFrom, r)
-		// 10Duke clients send hw=<id>;name=<device name>; the name is
-		// no part of the id.
-		if id, _, found := strings.Cut(q.Hardware, ";name="); found {
-			q.Hardware = id
-		}
-	}
-	if len(g.matchValues) > 0 {
-		q.MatchValues = make([]string, len(g.matchValues))
-		for i, v := range g.matchValues {
-			if repl != nil {
-				v = repl.ReplaceAll(v, "")
-			}
-			q.MatchValues[i] = v
-		}
+	if rej := g.facts(r, lic, repl, &q); rej != nil {
+		return g.deny(w, r, next, repl, ent, rej, now)
 	}
 	if rej := g.rules.Check(lic, &q); rej != nil {
 		return g.deny(w, r, next, repl, ent, rej, now)
 	}
 
-	info := &licenseInfo{lic: lic, token: ent.token}
+	info := &licenseInfo{lic: lic, token: ent.token, allowed: true}
 	var charged int64
 	if lic.HasCredits || lic.Seats > 0 || lic.CountKey != "" {
 		var rej *policy.Reject
@@ -255,7 +235,7 @@ func (g *Gate) report(r *http.Request, rej *policy.Reject, status int, lic *poli
 	if lic != nil {
 		sub, jti, licID, iss = lic.Subject, lic.ID, lic.LicenseID, lic.Issuer
 	}
-	ip, uri := clientIP(r).String(), g.loggableURI(r)
+	ip, uri := clientIP(r).String(), r.RequestURI
 	if emit {
 		g.events.Emit(g.ctx, EventRejected, map[string]any{
 			// Caddy may name a sibling handler as the event's origin (its
@@ -286,24 +266,12 @@ func (g *Gate) report(r *http.Request, rej *policy.Reject, status int, lic *poli
 	)
 }
 
-// loggableURI is the request URI without the token, when the token comes
-// from the query string.
-func (g *Gate) loggableURI(r *http.Request) string {
-	if g.tokenFrom.From != "query" || r.URL.RawQuery == "" {
-		return r.RequestURI
-	}
-	q := r.URL.Query()
-	if q.Has(g.tokenFrom.Name) {
-		q.Set(g.tokenFrom.Name, "REDACTED")
-	}
-	return r.URL.Path + "?" + q.Encode()
-}
-
 // licenseInfo backs the {http.license.*} placeholders of one request.
 type licenseInfo struct {
 	lic        *policy.License
 	token      string         // the verified token, for claims lic did not keep
 	claims     map[string]any // decoded from token on first need
+	allowed    bool           // the gate passed the request: only then is sub the user
 	hasCredits bool
 	remaining  int64
 	limit      int64
@@ -312,8 +280,10 @@ type licenseInfo struct {
 
 const claimPlaceholderPrefix = "http.license.claim."
 
-// setPlaceholders registers the {http.license.*} placeholders and
-// {http.auth.user.id}, evaluated lazily.
+// setPlaceholders registers the {http.license.*} placeholders and, as
+// Caddy's caddyauth does, {http.auth.user.id} for a request the gate
+// allowed or {http.auth.candidate.id} for one it rejected (or would have,
+// in shadow mode), evaluated lazily.
 func (g *Gate) setPlaceholders(repl *caddy.Replacer, info *licenseInfo) {
 	if repl == nil {
 		return
@@ -338,8 +308,18 @@ func (p *licenseInfo) replace(key string) (any, bool) {
 		return nil, false
 	}
 	switch key {
-	case "http.license.sub", "http.auth.user.id":
+	case "http.license.sub":
 		return l.Subject, true
+	case "http.auth.user.id":
+		if p.allowed {
+			return l.Subject, true
+		}
+		return nil, false
+	case "http.auth.candidate.id":
+		if !p.allowed {
+			return l.Subject, true
+		}
+		return nil, false
 	case "http.license.jti":
 		return l.ID, true
 	case "http.license.iss":

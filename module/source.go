@@ -33,63 +33,82 @@ func (s *ValueSource) validate() error {
 	return nil
 }
 
-// read returns the value and whether it was present.
-func (s ValueSource) read(r *http.Request) (string, bool) {
+// visit calls fn with every value of the source in the request, in the
+// order sent, until fn returns false: each header line of that name, each
+// query parameter whose name decodes to it, each cookie of that name. A
+// query value that is not valid URL encoding is passed as "" with ok
+// false. visit allocates nothing for headers and queries.
+func (s ValueSource) visit(r *http.Request, fn func(v string, ok bool) bool) {
 	switch s.From {
 	case "header":
-		v := r.Header[s.Name]
-		if len(v) == 0 {
-			return "", false
-		}
-		return v[0], true
-	case "query":
-		return queryValue(r.URL.RawQuery, s.Name)
-	case "cookie":
-		c, err := r.Cookie(s.Name)
-		if err != nil {
-			return "", false
-		}
-		return c.Value, true
-	}
-	return "", false
-}
-
-// readFirst returns the first value found among the sources.
-func readFirst(sources []ValueSource, r *http.Request) (string, bool) {
-	for _, s := range sources {
-		if v, ok := s.read(r); ok {
-			return v, true
-		}
-	}
-	return "", false
-}
-
-// queryValue finds one query parameter without building the whole map.
-func queryValue(raw, name string) (string, bool) {
-	for raw != "" {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
-		k, v, _ := strings.Cut(pair, "=")
-		if k != name {
-			if uk, err := url.QueryUnescape(k); err != nil || uk != name {
-				continue
+		for _, v := range r.Header[s.Name] {
+			if !fn(v, true) {
+				return
 			}
 		}
-		uv, err := url.QueryUnescape(v)
-		if err != nil {
-			return "", false
+	case "query":
+		raw := r.URL.RawQuery
+		for raw != "" {
+			var pair string
+			pair, raw, _ = strings.Cut(raw, "&")
+			k, v, _ := strings.Cut(pair, "=")
+			if !queryNameIs(k, s.Name) {
+				continue
+			}
+			uv, err := url.QueryUnescape(v)
+			if !fn(uv, err == nil) {
+				return
+			}
 		}
-		return uv, true
+	case "cookie":
+		for _, c := range r.CookiesNamed(s.Name) {
+			if !fn(c.Value, true) {
+				return
+			}
+		}
 	}
-	return "", false
+}
+
+// queryNameIs reports whether the raw (still escaped) parameter name k
+// decodes to name.
+func queryNameIs(k, name string) bool {
+	if k == name {
+		return true
+	}
+	if !strings.ContainsAny(k, "%+") {
+		return false
+	}
+	uk, err := url.QueryUnescape(k)
+	return err == nil && uk == name
 }
 
 // tokenFrom extracts the bearer token. From the Authorization header the
 // Bearer scheme is required (case-insensitive); from other headers a
-// Bearer prefix is optional. It reports why no token was found.
+// Bearer prefix is optional. A token sent twice (two header lines, two
+// query parameters, two cookies) must be sent alike: the gate would check
+// one and an upstream might read the other. It reports why no token was
+// found.
 func tokenFrom(s ValueSource, r *http.Request) (string, string) {
-	v, ok := s.read(r)
-	if !ok || v == "" {
+	var v, why string
+	found := false
+	s.visit(r, func(x string, ok bool) bool {
+		switch {
+		case !ok:
+			why = "the token in " + s.String() + " is not valid URL encoding"
+		case !found:
+			v, found = x, true
+			return true
+		case x != v:
+			why = "two different tokens in " + s.String()
+		default:
+			return true
+		}
+		return false
+	})
+	if why != "" {
+		return "", why
+	}
+	if !found || v == "" {
 		return "", "no token in " + s.String()
 	}
 	if s.From == "header" {

@@ -73,17 +73,37 @@ func TestValueSourceValidate(t *testing.T) {
 	}
 }
 
-func TestLoggableURIRedactsTheQueryToken(t *testing.T) {
+func TestTokenSentTwice(t *testing.T) {
 	t.Parallel()
-	g := &Gate{tokenFrom: ValueSource{From: "query", Name: "t"}}
-	r := httptest.NewRequest(http.MethodGet, "http://gate.test/p/a?z=1&t=SECRET.TOKEN.X&t=AGAIN&%74=ESCAPED", nil)
-	got := g.loggableURI(r)
-	if strings.Contains(got, "SECRET") || strings.Contains(got, "AGAIN") || strings.Contains(got, "ESCAPED") || !strings.Contains(got, "z=1") ||
-		!strings.HasPrefix(got, "/p/a?") {
-		t.Errorf("loggable URI %q", got)
+	auth := ValueSource{From: "header", Name: "Authorization"}
+	query := ValueSource{From: "query", Name: "t"}
+	cookie := ValueSource{From: "cookie", Name: "lic"}
+	tests := []struct {
+		name    string
+		src     ValueSource
+		headers []string // name, value pairs, added
+		query   string
+		want    string
+		why     string
+	}{
+		{"the same Bearer token twice is that token", auth, []string{"Authorization", "Bearer a.b.c", "Authorization", "Bearer a.b.c"}, "", "a.b.c", ""},
+		{"two different Authorization headers are refused", auth, []string{"Authorization", "Bearer a.b.c", "Authorization", "Bearer x.y.z"}, "", "", "two different tokens in header Authorization"},
+		{"a Bearer and a Basic Authorization are refused", auth, []string{"Authorization", "Bearer a.b.c", "Authorization", "Basic YTpi"}, "", "", "two different tokens"},
+		{"the same query token twice is that token", query, nil, "t=a.b.c&x=1&%74=a%2Eb.c", "a.b.c", ""},
+		{"two different query tokens are refused", query, nil, "t=a.b.c&t=x.y.z", "", "two different tokens in query t"},
+		{"a query token that is not URL encoding is refused", query, nil, "t=a.b.c%zz", "", "not valid URL encoding"},
+		{"two different cookies are refused", cookie, []string{"Cookie", "lic=a.b.c", "Cookie", "lic=x.y.z"}, "", "", "two different tokens in cookie lic"},
 	}
-	hdr := &Gate{tokenFrom: ValueSource{From: "header", Name: "Authorization"}}
-	if got := hdr.loggableURI(r); got != r.RequestURI {
-		t.Errorf("header token source changed the uri: %q", got)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "http://gate.test/api?"+tc.query, nil)
+			for i := 0; i+1 < len(tc.headers); i += 2 {
+				r.Header.Add(tc.headers[i], tc.headers[i+1])
+			}
+			got, why := tokenFrom(tc.src, r)
+			if got != tc.want || !strings.Contains(why, tc.why) || (tc.want != "" && why != "") {
+				t.Errorf("got %q, %q; want %q, %q", got, why, tc.want, tc.why)
+			}
+		})
 	}
 }

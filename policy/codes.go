@@ -31,6 +31,10 @@ const (
 	// CodeAnchorMissing: the token needs a version or hardware id that the
 	// client did not send.
 	CodeAnchorMissing Code = "licenseAnchorMissing"
+	// CodeBadArgument: the client sent a version or hardware id that cannot
+	// be used: longer than MaxAnchorSize, or sent twice with different
+	// values (10Duke: "an unexpected value for a parameter").
+	CodeBadArgument Code = "BadArgument"
 	// CodeAnchorLocked: the hardware id differs from the token's hw.
 	CodeAnchorLocked Code = "anchorLockedToAnotherLicense"
 	// CodeClientIPBlocked: the client address is outside the token's ip.
@@ -48,7 +52,7 @@ const (
 var Codes = []Code{
 	CodeNotAuthorized, CodeLicenseExpired, CodeValidityNotStarted,
 	CodeNoLicenseFound, CodeUnallowedClientVersion, CodeAnchorMissing,
-	CodeAnchorLocked, CodeClientIPBlocked, CodeMaxUseCountExceed,
+	CodeBadArgument, CodeAnchorLocked, CodeClientIPBlocked, CodeMaxUseCountExceed,
 	CodeMaxConcurrentSessions, CodeServiceUnavailable,
 }
 
@@ -77,6 +81,8 @@ func (c Code) Message() string {
 		return "The client version is not allowed by the license"
 	case CodeAnchorMissing:
 		return "The client did not send the version or hardware id the license requires"
+	case CodeBadArgument:
+		return "The client sent a version or hardware id that cannot be used"
 	case CodeAnchorLocked:
 		return "The license is locked to another device"
 	case CodeClientIPBlocked:
@@ -98,7 +104,7 @@ func (c Code) Status() int {
 	switch c {
 	case CodeNotAuthorized, CodeLicenseExpired:
 		return http.StatusUnauthorized
-	case CodeAnchorMissing:
+	case CodeAnchorMissing, CodeBadArgument:
 		return http.StatusBadRequest
 	case CodeMaxConcurrentSessions:
 		return http.StatusTooManyRequests
@@ -107,3 +113,8 @@ func (c Code) Status() int {
 	}
 	return http.StatusForbidden
 }
+
+// MaxAnchorSize is the most bytes a client-sent version or hardware id may
+// have (as sent, a 10Duke ";name=" suffix included). Hardware ids are
+// stored per seat, so the bound also bounds the store.
+const MaxAnchorSize = 256

@@ -44,6 +44,7 @@ var (
 	ErrNoLicenseFound         = &Reject{Code: CodeNoLicenseFound}
 	ErrUnallowedClientVersion = &Reject{Code: CodeUnallowedClientVersion}
 	ErrAnchorMissing          = &Reject{Code: CodeAnchorMissing}
+	ErrBadArgument            = &Reject{Code: CodeBadArgument}
 	ErrAnchorLocked           = &Reject{Code: CodeAnchorLocked}
 	ErrClientIPBlocked        = &Reject{Code: CodeClientIPBlocked}
 	ErrMaxUseCountExceed      = &Reject{Code: CodeMaxUseCountExceed}
