@@ -296,10 +296,25 @@ func (p *licenseInfo) replace(key string) (any, bool) {
 	if !strings.HasPrefix(key, "http.") {
 		return nil, false
 	}
-	if key == "http.license.error_code" {
-		return p.errorCode, true
-	}
 	l := p.lic
+	switch key {
+	case "http.license.error_code":
+		return p.errorCode, true
+	case "http.auth.user.id":
+		// Known and empty unless allowed: a shadow-mode request passes on,
+		// and header_up would otherwise send the placeholder's own text.
+		if p.allowed && l != nil {
+			return l.Subject, true
+		}
+		return "", true
+	case "http.auth.candidate.id":
+		// The sub of a token whose signature held but which was rejected;
+		// never a user.
+		if !p.allowed && l != nil {
+			return l.Subject, true
+		}
+		return "", true
+	}
 	if l == nil {
 		// Known placeholders of a request without a license are empty.
 		if strings.HasPrefix(key, "http.license.") {
@@ -310,16 +325,6 @@ func (p *licenseInfo) replace(key string) (any, bool) {
 	switch key {
 	case "http.license.sub":
 		return l.Subject, true
-	case "http.auth.user.id":
-		if p.allowed {
-			return l.Subject, true
-		}
-		return nil, false
-	case "http.auth.candidate.id":
-		if !p.allowed {
-			return l.Subject, true
-		}
-		return nil, false
 	case "http.license.jti":
 		return l.ID, true
 	case "http.license.iss":
