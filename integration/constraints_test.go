@@ -275,7 +275,9 @@ func TestConstraintRules(t *testing.T) {
 			{name: "version from query parameter version passes", path: "/ver/a?version=1.6.14", claims: ver("1.6.14"), status: 200},
 			{name: "version from query parameter version is checked", path: "/ver/a?version=1.7.0", claims: ver("1.6.14"),
 				status: 403, code: "unallowedClientVersion", detail: "client version 1.7.0"},
-			{name: "the header is read before the query", path: "/ver/a?version=9.9.9", claims: ver("1.6.14"),
+			{name: "a header and a query that differ are BadArgument", path: "/ver/a?version=9.9.9", claims: ver("1.6.14"),
+				headers: hdr("1.6.14"), status: 400, code: "BadArgument", detail: "two different client versions sent (header X-Client-Version and query version)"},
+			{name: "a header and a query that agree pass", path: "/ver/a?version=1.6.14", claims: ver("1.6.14"),
 				headers: hdr("1.6.14"), status: 200},
 			{name: "unparseable version is unallowedClientVersion", path: "/ver/a", claims: ver("1.*.*"), headers: hdr("v1.6.14"),
 				status: 403, code: "unallowedClientVersion", detail: "does not parse"},
@@ -319,8 +321,8 @@ func TestConstraintRules(t *testing.T) {
 				status: 403, code: "anchorLockedToAnotherLicense"},
 			{name: "hardware ids are case-sensitive", path: "/hw/a", claims: hw("HW-1"),
 				headers: []string{"X-Hardware-Id", "hw-1"}, status: 403, code: "anchorLockedToAnotherLicense"},
-			{name: "the header is read before the query", path: "/hw/a?hw=HW-1", claims: hw("HW-1"),
-				headers: []string{"X-Hardware-Id", "HW-2"}, status: 403, code: "anchorLockedToAnotherLicense"},
+			{name: "a header and a query that differ are BadArgument", path: "/hw/a?hw=HW-1", claims: hw("HW-1"),
+				headers: []string{"X-Hardware-Id", "HW-2"}, status: 400, code: "BadArgument", detail: "two different hardware ids sent (header X-Hardware-Id and query hw)"},
 			{name: "token without hw needs no hardware id", path: "/hw/a", claims: Std(), status: 200},
 		})
 	})
