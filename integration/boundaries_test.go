@@ -102,7 +102,10 @@ http://127.0.0.1:%[2]d {
 	}
 	handle /q/* {
 		%[3]s
-		reverse_proxy %[4]s
+		reverse_proxy %[4]s {
+			header_up X-Uri {http.request.uri}
+			header_up X-Orig-Query {http.request.orig_uri.query}
+		}
 	}
 	handle /shadow/* {
 		%[7]s
@@ -115,6 +118,9 @@ http://127.0.0.1:%[2]d {
 	handle /down/* {
 		%[3]s
 		reverse_proxy 127.0.0.1:%[5]d
+	}
+	handle_errors {
+		respond "error uri={http.request.uri}" 502
 	}
 }
 `, admin, port, gate("token_from query access_token"), hostPort(up.URL), closed, logFilter,
@@ -134,6 +140,9 @@ http://127.0.0.1:%[2]d {
 		got := upstreamSaw(t)(c.Get(t, "/q/x?b=2&access_token="+tok+"&a=%20x+y&a=1&%61ccess_token="+tok, ""))
 		if got.URI != "/q/x?b=2&a=%20x+y&a=1" {
 			t.Errorf("upstream got %q", got.URI)
+		}
+		if u, q := got.Headers.Get("X-Uri"), got.Headers.Get("X-Orig-Query"); u != got.URI || q != "b=2&a=%20x+y&a=1" {
+			t.Errorf("{http.request.uri} %q, {http.request.orig_uri.query} %q", u, q)
 		}
 	})
 	t.Run("a query token that is the only parameter leaves no query", func(t *testing.T) {
@@ -176,8 +185,8 @@ http://127.0.0.1:%[2]d {
 	})
 	t.Run("an upstream failure's error log holds no token", func(t *testing.T) {
 		resp, body := c.Get(t, "/down/x?access_token="+sign(key, Std())+"&k=v", "")
-		if resp.StatusCode != http.StatusBadGateway {
-			t.Fatalf("got %d %s, want 502", resp.StatusCode, body)
+		if resp.StatusCode != http.StatusBadGateway || string(body) != "error uri=/down/x?k=v" {
+			t.Fatalf("got %d %q, want 502 from handle_errors without the token", resp.StatusCode, body)
 		}
 	})
 
@@ -274,9 +283,15 @@ func TestOnlyAnAllowedRequestNamesAUser(t *testing.T) {
 	for _, l := range c.Logs.logLines("handled request") {
 		req, _ := l["request"].(map[string]any)
 		uri, _ := req["uri"].(string)
-		if w, ok := want[uri]; ok && l["user_id"] != w {
-			t.Errorf("access log of %s: user_id %q, want %q", uri, l["user_id"], w)
+		if w, ok := want[uri]; ok {
+			if l["user_id"] != w {
+				t.Errorf("access log of %s: user_id %q, want %q", uri, l["user_id"], w)
+			}
+			delete(want, uri)
 		}
+	}
+	if len(want) > 0 {
+		t.Errorf("no access log line for %v", want)
 	}
 }
 
