@@ -3,9 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,21 +14,7 @@ import (
 // anchors are bounded and unambiguous, and a preflight that passes
 // unchecked carries nothing.
 
-// uriUpstream answers with the request line's URI and the headers it
-// received, as JSON, and marks its responses with X-Upstream: yes.
-func uriUpstream(t testing.TB) *httptest.Server {
-	t.Helper()
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		w.Header().Set("X-Upstream", "yes")
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "uri": r.RequestURI, "headers": r.Header, "body": string(body)})
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-// received is what uriUpstream saw.
+// received is what echoUpstream saw.
 type received struct {
 	Method  string      `json:"method"`
 	URI     string      `json:"uri"`
@@ -38,7 +22,7 @@ type received struct {
 	Body    string      `json:"body"`
 }
 
-// upstreamSaw checks that a response came from uriUpstream and reads what
+// upstreamSaw checks that a response came from echoUpstream and reads what
 // it received: upstreamSaw(t)(c.Get(...)).
 func upstreamSaw(t testing.TB) func(*http.Response, []byte) received {
 	return func(resp *http.Response, body []byte) received {
@@ -50,6 +34,20 @@ func upstreamSaw(t testing.TB) func(*http.Response, []byte) received {
 		}
 		return r
 	}
+}
+
+// plainGate starts a site with a default license_gate in front of
+// echoUpstream and returns its key.
+func plainGate(t testing.TB) (*Key, *Caddy) {
+	t.Helper()
+	key := NewRSAKey(t, "k1", "RS256")
+	ks := NewKeyServer(t, JWKS(t, key))
+	up := echoUpstream(t)
+	return key, StartCaddy(t, `
+	license_gate {
+		jwks_url `+ks.JWKSURL()+`
+	}
+	reverse_proxy `+hostPort(up.URL))
 }
 
 // logFilter is the format README gives for Caddy's access and error logs
@@ -66,7 +64,7 @@ func TestTokenGoesNowhereElse(t *testing.T) {
 	t.Parallel()
 	key, other := NewRSAKey(t, "k1", "RS256"), NewRSAKey(t, "k1", "RS256")
 	ks := NewKeyServer(t, JWKS(t, key))
-	up := uriUpstream(t)
+	up := echoUpstream(t)
 	port, admin, closed := freePort(t), freePort(t), freePort(t)
 	gate := func(extra string) string {
 		return "license_gate {\n\t\t\tjwks_url " + ks.JWKSURL() + "\n\t\t\t" + extra + "\n\t\t}"
@@ -233,7 +231,7 @@ func TestOnlyAnAllowedRequestNamesAUser(t *testing.T) {
 	t.Parallel()
 	key, other := NewRSAKey(t, "k1", "RS256"), NewRSAKey(t, "k1", "RS256")
 	ks := NewKeyServer(t, JWKS(t, key))
-	up := uriUpstream(t)
+	up := echoUpstream(t)
 	route := func(path, extra string) string {
 		return fmt.Sprintf(`
 	handle %s {
@@ -297,14 +295,7 @@ func TestOnlyAnAllowedRequestNamesAUser(t *testing.T) {
 
 func TestClientAnchorsAreBoundedAndUnambiguous(t *testing.T) {
 	t.Parallel()
-	key := NewRSAKey(t, "k1", "RS256")
-	ks := NewKeyServer(t, JWKS(t, key))
-	up := uriUpstream(t)
-	c := StartCaddy(t, `
-	license_gate {
-		jwks_url `+ks.JWKSURL()+`
-	}
-	reverse_proxy `+hostPort(up.URL))
+	key, c := plainGate(t)
 
 	long := strings.Repeat("h", 257)
 	tests := []struct {
@@ -363,14 +354,7 @@ func TestClientAnchorsAreBoundedAndUnambiguous(t *testing.T) {
 
 func TestPreflightsCarryNothing(t *testing.T) {
 	t.Parallel()
-	key := NewRSAKey(t, "k1", "RS256")
-	ks := NewKeyServer(t, JWKS(t, key))
-	up := uriUpstream(t)
-	c := StartCaddy(t, `
-	license_gate {
-		jwks_url `+ks.JWKSURL()+`
-	}
-	reverse_proxy `+hostPort(up.URL))
+	key, c := plainGate(t)
 	preflight := func(t *testing.T, body string, length int64, chunked bool) (*http.Response, []byte) {
 		req, err := http.NewRequest(http.MethodOptions, c.URL+"/x", strings.NewReader(body))
 		if err != nil {

@@ -19,14 +19,16 @@ import (
 // validity claims, options that change them, the reject body and headers,
 // placeholders, and the reject log line.
 
-// echoUpstream answers with the request's method, path and headers as JSON
-// and marks its responses with X-Upstream: yes.
+// echoUpstream answers with the request's method, path, request-line URI,
+// headers and body as JSON and marks its responses with X-Upstream: yes.
 func echoUpstream(t testing.TB) *httptest.Server {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("X-Upstream", "yes")
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "headers": r.Header})
+		_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "uri": r.RequestURI,
+			"headers": r.Header, "body": string(body)})
 	}))
 	t.Cleanup(s.Close)
 	return s
