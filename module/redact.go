@@ -82,41 +82,55 @@ func dropParamFromURI(uri, name string) (string, bool) {
 }
 
 // dropParam removes every parameter whose name decodes to name from a raw
-// query, keeping the other parameters (and their order, spelling and
-// empty pairs) exactly as sent. It reports whether one was removed and
-// allocates only then.
+// query, keeping the other parameters (their order, spelling and empty
+// pairs) exactly as sent. A pair is also removed when one of its
+// ";"-separated parts is named so ("x=1;access_token=..."): Go's query
+// parser drops such pairs, but other frameworks split on ";" and would
+// find the token there. It reports whether one was removed and allocates
+// only then.
 func dropParam(raw, name string) (string, bool) {
-	if raw == "" || (!strings.Contains(raw, name) && !strings.ContainsAny(raw, "%+")) {
+	if !hasParam(raw, name) {
 		return raw, false
 	}
 	var b strings.Builder
-	dropped, kept := false, 0
-	for rest := raw; ; {
-		pair, next, more := strings.Cut(rest, "&")
-		k, _, _ := strings.Cut(pair, "=")
-		if queryNameIs(k, name) {
-			if !dropped {
-				b.Grow(len(raw))
-				// The pairs before the first dropped one, as they were.
-				b.WriteString(strings.TrimSuffix(raw[:len(raw)-len(rest)], "&"))
-				dropped = true
-			}
-		} else if dropped {
-			if kept > 0 || b.Len() > 0 {
-				b.WriteByte('&')
-			}
-			b.WriteString(pair)
-			kept++
+	b.Grow(len(raw))
+	first := true
+	for pair := range strings.SplitSeq(raw, "&") {
+		if pairIs(pair, name) {
+			continue
 		}
-		if !more {
-			break
+		if !first {
+			b.WriteByte('&')
 		}
-		rest = next
-	}
-	if !dropped {
-		return raw, false
+		b.WriteString(pair)
+		first = false
 	}
 	return b.String(), true
+}
+
+// hasParam reports whether the raw query has a pair dropParam removes.
+func hasParam(raw, name string) bool {
+	if raw == "" || (!strings.Contains(raw, name) && !strings.ContainsAny(raw, "%+")) {
+		return false
+	}
+	for pair := range strings.SplitSeq(raw, "&") {
+		if pairIs(pair, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// pairIs reports whether the query pair, or one of its ";"-separated
+// parts, is named name.
+func pairIs(pair, name string) bool {
+	for part := range strings.SplitSeq(pair, ";") {
+		k, _, _ := strings.Cut(part, "=")
+		if queryNameIs(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // warnTokenInLogs tells the operator, once per provisioning, that Caddy's

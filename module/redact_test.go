@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -24,6 +25,9 @@ func TestDropParam(t *testing.T) {
 		{"an escaped name is the name", "%74=SECRET&x=1", "x=1", true},
 		{"a parameter without value is dropped", "x=1&t&y=2", "x=1&y=2", true},
 		{"an empty pair of the others stays", "x=1&&t=S&y=2", "x=1&&y=2", true},
+		{"a leading empty pair stays", "&t=S&a=1", "&a=1", true},
+		{"a pair hiding the name after a semicolon is dropped", "a=1&x=1;t=S&b=2", "a=1&b=2", true},
+		{"a semicolon pair without the name stays", "a=1;b=2&t=S", "a=1;b=2", true},
 		{"a name that only starts with the name stays", "tt=1&t_x=2", "tt=1&t_x=2", false},
 		{"a value equal to the name stays", "x=t", "x=t", false},
 		{"an undecodable name of another parameter stays", "%zz=1&t=S", "%zz=1", true},
@@ -98,4 +102,39 @@ func TestWithoutTokenHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzDropParam: whatever the query, what is left names no token (in a
+// pair or a ";" part of one, however escaped), Go's own parser finds no
+// token in it, and every other pair is kept, in order, as sent.
+func FuzzDropParam(f *testing.F) {
+	for _, seed := range []string{"", "t=S", "b=2&t=S&a=%20x+y", "%74=S&x", "x=1;t=S&y", "&&t&", "t=%zz&%zz=1", "a=1&t=S&t=T"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		for _, name := range []string{"t", "access_token"} {
+			out, dropped := dropParam(raw, name)
+			var kept []string
+			for _, pair := range strings.Split(raw, "&") {
+				if !pairIs(pair, name) {
+					kept = append(kept, pair)
+				}
+			}
+			if !dropped {
+				if out != raw || len(kept) != len(strings.Split(raw, "&")) {
+					t.Fatalf("dropParam(%q, %q) kept a named pair or changed the query: %q", raw, name, out)
+				}
+				continue
+			}
+			if out != strings.Join(kept, "&") {
+				t.Fatalf("dropParam(%q, %q) = %q; the other pairs are %q", raw, name, out, kept)
+			}
+			if q, _ := url.ParseQuery(out); q.Has(name) {
+				t.Fatalf("dropParam(%q, %q) = %q still parses to %v", raw, name, out, q[name])
+			}
+			if _, again := dropParam(out, name); again {
+				t.Fatalf("dropParam(%q, %q) = %q still holds the parameter", raw, name, out)
+			}
+		}
+	})
 }

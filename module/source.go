@@ -37,7 +37,7 @@ func (s *ValueSource) validate() error {
 // order sent, until fn returns false: each header line of that name, each
 // query parameter whose name decodes to it, each cookie of that name. A
 // query value that is not valid URL encoding is passed as "" with ok
-// false. visit allocates nothing for headers and queries.
+// false. visit itself allocates nothing for headers and queries.
 func (s ValueSource) visit(r *http.Request, fn func(v string, ok bool) bool) {
 	switch s.From {
 	case "header":
