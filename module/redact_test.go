@@ -48,8 +48,7 @@ func TestWithoutTokenRemovesTheQueryParameterEverywhere(t *testing.T) {
 	t.Parallel()
 	g := &Gate{tokenFrom: ValueSource{From: "query", Name: "access_token"}}
 	r := httptest.NewRequest(http.MethodGet, "/p/a?z=1&access_token=SECRET&y=%2F", nil)
-	var orig url.URL
-	orig = *r.URL
+	orig := *r.URL // Caddy's own copy of the URL
 	ctx := context.WithValue(r.Context(), caddyhttp.OriginalRequestCtxKey, http.Request{RequestURI: r.RequestURI, URL: &orig})
 	r = r.WithContext(ctx)
 	r.Form = url.Values{"access_token": {"SECRET"}, "z": {"1"}}
