@@ -21,14 +21,16 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/licensegate/licensegate/internal/testredis"
 	"github.com/licensegate/licensegate/policy"
 )
 
 // The benchmarks of the hot path: token verification without and with the
 // verified-token cache, the policy checks on a license decoded from a real
-// token, and the whole handler with the in-memory store. The Redis script
-// round trip is benchmarked in redisstore; the end-to-end comparison with
-// bare reverse_proxy is the load harness, integration/bench.
+// token, and the whole handler chain (gate + a no-op next handler) with the
+// in-memory store and with a real redis-server, beside the bare chain. The
+// end-to-end comparison with bare reverse_proxy is the load harness,
+// integration/bench, which also runs BenchmarkServeHTTP and reports it.
 //
 //	go test -run '^$' -bench . -benchmem ./module/
 
@@ -59,7 +61,11 @@ func benchRSAKey(b *testing.B) *rsa.PrivateKey {
 	return benchKey.key
 }
 
-func newBenchFixture(b *testing.B) *benchFixture {
+func newBenchFixture(b *testing.B) *benchFixture { return newBenchFixtureStore(b, nil) }
+
+// newBenchFixtureStore is newBenchFixture with a counter store (nil: the
+// in-memory store).
+func newBenchFixtureStore(b *testing.B, store *StoreConfig) *benchFixture {
 	b.Helper()
 	key := benchRSAKey(b)
 	b64 := base64.RawURLEncoding.EncodeToString
@@ -75,7 +81,7 @@ func newBenchFixture(b *testing.B) *benchFixture {
 		b.Fatal(err)
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	g := &Gate{JWKSFiles: []string{path}, Algorithms: []string{"RS256"}, RequireItem: benchItemName}
+	g := &Gate{JWKSFiles: []string{path}, Algorithms: []string{"RS256"}, RequireItem: benchItemName, Store: store}
 	if err := provisionForBench(g, ctx); err != nil {
 		cancel()
 		b.Fatal(err)
@@ -196,50 +202,81 @@ func (w *benchWriter) Header() http.Header         { return w.h }
 func (w *benchWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *benchWriter) WriteHeader(status int)      { w.status = status }
 
-// BenchmarkServeHTTPMemory is the whole handler with the in-memory store
-// and a cached token: extraction, cache hit, policy checks, the credit
-// charge, the credits headers, placeholders and metrics. "bare" is the same
-// per-request setup (a fresh replacer and request context, as Caddy makes
-// for every request) calling the next handler directly; the difference is
-// the gate's cost.
-func BenchmarkServeHTTPMemory(b *testing.B) {
-	f := newBenchFixture(b)
-	tok := f.mint(b)
-	base := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
-	base.Header.Set("Authorization", "Bearer "+tok)
-	vars := map[string]any{caddyhttp.ClientIPVarKey: "127.0.0.1"}
-	baseCtx := context.WithValue(base.Context(), caddyhttp.VarsCtxKey, vars)
+// BenchmarkServeHTTP is the whole handler chain with a cached token: the
+// gate (extraction, cache hit, policy checks, the credit charge, the
+// credits headers, placeholders and metrics) in front of a no-op next
+// handler. "bare" is the same per-request setup (a fresh replacer and
+// request context, as Caddy makes for every request) calling the next
+// handler directly; "memory" and "redis" are the gate with the in-memory
+// store and with a real redis-server on loopback (one script round trip
+// per request). Unlike the load harness's requests/s, allocs/op and the
+// ratio of ns/op to bare's hardly depend on what else runs on the machine.
+func BenchmarkServeHTTP(b *testing.B) {
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	})
-	w := &benchWriter{h: make(http.Header)}
-	request := func() *http.Request {
-		clear(w.h)
-		w.status = 0
-		return base.WithContext(context.WithValue(baseCtx, caddy.ReplacerCtxKey, caddy.NewReplacer()))
-	}
-	// Verify once, so the loop measures the cached path.
-	if err := f.gate.ServeHTTP(w, request(), next); err != nil || w.status != http.StatusOK {
-		b.Fatalf("first request: status %d, err %v", w.status, err)
-	}
 	b.Run("bare", func(b *testing.B) {
+		c := newBenchChain(b, "")
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := next.ServeHTTP(w, request()); err != nil {
+			if err := next.ServeHTTP(c.w, c.request()); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	b.Run("gate", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if err := f.gate.ServeHTTP(w, request(), next); err != nil || w.status != http.StatusOK {
-				b.Fatalf("status %d, err %v", w.status, err)
+	stores := []struct {
+		name  string
+		store func(b *testing.B) *StoreConfig
+	}{
+		{"memory", func(*testing.B) *StoreConfig { return nil }},
+		{"redis", func(b *testing.B) *StoreConfig {
+			return &StoreConfig{Type: "redis", Addresses: []string{testredis.Start(b).Addr()}}
+		}},
+	}
+	for _, st := range stores {
+		b.Run(st.name, func(b *testing.B) {
+			f := newBenchFixtureStore(b, st.store(b))
+			c := newBenchChain(b, f.mint(b))
+			// Verify once, so the loop measures the cached path.
+			if err := f.gate.ServeHTTP(c.w, c.request(), next); err != nil || c.w.status != http.StatusOK {
+				b.Fatalf("first request: status %d, err %v", c.w.status, err)
 			}
-		}
-		if w.h.Get(HeaderCreditsLimit) == "" {
-			b.Fatal("no credits header: the request was not charged")
-		}
-	})
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := f.gate.ServeHTTP(c.w, c.request(), next); err != nil || c.w.status != http.StatusOK {
+					b.Fatalf("status %d, err %v", c.w.status, err)
+				}
+			}
+			if c.w.h.Get(HeaderCreditsLimit) == "" {
+				b.Fatal("no credits header: the request was not charged")
+			}
+		})
+	}
+}
+
+// benchChain is the per-request setup of BenchmarkServeHTTP.
+type benchChain struct {
+	w       *benchWriter
+	base    *http.Request
+	baseCtx context.Context
+}
+
+func newBenchChain(b *testing.B, tok string) *benchChain {
+	b.Helper()
+	base := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
+	if tok != "" {
+		base.Header.Set("Authorization", "Bearer "+tok)
+	}
+	vars := map[string]any{caddyhttp.ClientIPVarKey: "127.0.0.1"}
+	return &benchChain{w: &benchWriter{h: make(http.Header)}, base: base,
+		baseCtx: context.WithValue(base.Context(), caddyhttp.VarsCtxKey, vars)}
+}
+
+// request resets the writer and makes the request as Caddy would: a fresh
+// replacer in a fresh context.
+func (c *benchChain) request() *http.Request {
+	clear(c.w.h)
+	c.w.status = 0
+	return c.base.WithContext(context.WithValue(c.baseCtx, caddy.ReplacerCtxKey, caddy.NewReplacer()))
 }
