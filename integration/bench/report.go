@@ -169,15 +169,6 @@ func buildReport(o options, env *environment, scens []*scenario, runs []result) 
 	return rep
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
 
 func medianDur(v []time.Duration) time.Duration {
 	f := make([]float64, len(v))
