@@ -1,14 +1,16 @@
 -- bench.lua: the wrk script of the licensegate load harness
--- (integration/bench). It is written next to the token file and run as
+-- (integration/bench). It is written next to the token files and run as
 --
---   wrk ... -s bench.lua <url> -- [tokens.txt]
+--   wrk ... -s bench.lua <url> -- [tokens.txt [sequence.txt]]
 --
 -- Without an argument the request is wrk's static one (the hot token comes
 -- in with -H "Authorization: Bearer ..."). With a token file (one token a
--- line) every thread pre-formats one request per token at init and then
--- rotates through them, one token per request, starting at a different
--- offset per thread; formatting up front keeps wrk's per-request cost as low
--- as for the static request.
+-- line) every thread pre-formats one request per token at init, so its
+-- per-request cost stays as low as for the static request. The sequence
+-- file (1-based token indices, one a line, drawn by the harness: uniform or
+-- Zipf-skewed) says which token each request carries; every thread walks
+-- it from its own offset and wraps around. Without it the threads rotate
+-- through the tokens in order.
 --
 -- done() prints one line, "BENCHJSON {...}", that the harness parses:
 -- latencies in microseconds.
@@ -40,13 +42,34 @@ function init(args)
    if n == 0 then
       error("no tokens in " .. path)
    end
-   local i = ((id or 0) * 7919) % n
+   local seq = {}
+   local seqPath = args[2]
+   if seqPath ~= nil and seqPath ~= "" then
+      for line in io.lines(seqPath) do
+         local k = tonumber(line)
+         if k ~= nil then
+            if k < 1 or k > n then
+               error("token index " .. k .. " out of 1.." .. n)
+            end
+            seq[#seq + 1] = k
+         end
+      end
+   else
+      for k = 1, n do
+         seq[k] = k
+      end
+   end
+   local m = #seq
+   if m == 0 then
+      error("empty sequence " .. seqPath)
+   end
+   local i = ((id or 0) * 7919) % m
    request = function()
       i = i + 1
-      if i > n then
+      if i > m then
          i = 1
       end
-      return reqs[i]
+      return reqs[seq[i]]
    end
 end
 

@@ -57,11 +57,13 @@ func procCPU(p *proc) time.Duration {
 	return time.Duration(ut+st) * clockTick
 }
 
-// cpuSnapshot reads the CPU time of the server processes of a run.
-func (b *bench) cpuSnapshot(c *caddyProc) cpuUse {
-	u := cpuUse{caddy: procCPU(c.p), upstream: procCPU(b.upstreamProc)}
-	if b.redis != nil {
-		u.redis = procCPU(b.redis.p)
+// cpuSnapshot reads the CPU time so far of the server processes a run
+// of the instance uses: its Caddy, the upstream and, for a Redis store,
+// the Redis nodes.
+func (b *bench) cpuSnapshot(in *instance) cpuUse {
+	u := cpuUse{caddy: procCPU(in.p), upstream: procCPU(b.upstreamProc)}
+	if in.redis != nil {
+		u.redis = in.redis.cpu()
 	}
 	return u
 }

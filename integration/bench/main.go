@@ -1,30 +1,39 @@
 // Command bench is the load harness of licensegate: it measures what the
-// license_gate handler costs in front of reverse_proxy.
+// license_gate handler costs in front of reverse_proxy, and how that cost
+// grows with the number of distinct licenses.
 //
-// Run it from the repository root:
+// Run it from the repository root on a quiet machine:
 //
-//	go run ./integration/bench
+//	go run ./integration/bench            # everything, about 15 minutes
+//	go run ./integration/bench -quick     # a smoke run of every part, about a minute
 //
-// It builds the licensegate binary, starts a trivial upstream (this same
-// program, re-executed as a separate process) and a redis-server on loopback
-// ports, mints RS256 tokens (one hot token and a pool of distinct tokens),
-// and then, interleaved round by round (A B C A B C …), runs wrk against
-// three Caddy configurations that differ only in the gate:
+// It builds the licensegate binary, runs the handler-chain Go benchmark
+// (BenchmarkServeHTTP in module/bench_test.go), starts a trivial upstream
+// (this same program, re-executed), a redis-server and a Redis Cluster of
+// three masters on loopback ports, takes RS256 tokens from a cache
+// directory (minting what is missing), and keeps several Caddy
+// configurations running side by side that differ only in the gate:
 //
-//	A  reverse_proxy alone
-//	B  license_gate (in-memory store) + reverse_proxy
-//	C  license_gate (Redis store)     + reverse_proxy
+//	A   reverse_proxy alone
+//	B   license_gate (in-memory store) + reverse_proxy
+//	C   license_gate (Redis store)     + reverse_proxy
+//	B+  B with a cache_size that fits the largest pool (when the default does not)
+//	C+  C likewise
+//	C3  C counting in the Redis Cluster (at one pool size)
 //
-// each with the hot token and with the token pool. It prints and writes
-// (-out, default integration/bench/RESULTS.md) a Markdown table of the
-// median requests/s, p50/p99/p99.9 latency, throughput ratios against A and
-// the p99 added to A. wrk and redis-server are installed with apt-get when
-// missing (as root).
+// Only one of them is under load at a time. Each workload (the hot token,
+// or a pool of distinct licenses drawn uniformly or Zipf-skewed) is
+// measured in rounds: in every round each configuration runs once for a
+// few seconds, back to back, the order rotated per round. Ratios to A are
+// taken per round and reported as the median with a 95 % interval, beside
+// Caddy's CPU time per request. It writes (-out, default
+// integration/bench/RESULTS.md) the tables and curve.svg next to them.
+// wrk and redis-server are installed with apt-get when missing (as root).
 //
 // Why rounds and ratios: a shared machine's throughput drifts by tens of
 // percent within a minute, so one long run per configuration compares
-// different machines. Short rounds of A, B and C back to back see the same
-// machine, and their ratios, taken round by round, cancel the drift.
+// different machines. Short runs back to back see the same machine, and
+// their ratios, taken round by round, cancel the drift.
 package main
 
 import (
@@ -33,31 +42,51 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"github.com/licensegate/licensegate/internal/testredis"
+	"github.com/licensegate/licensegate/module"
+	"github.com/licensegate/licensegate/module/redisstore"
+	"github.com/licensegate/licensegate/policy"
 )
 
 // upstreamEnv makes the harness binary serve as the upstream instead.
 const upstreamEnv = "LICENSEGATE_BENCH_UPSTREAM"
 
 type options struct {
-	duration    time.Duration
-	warmup      time.Duration
-	rounds      int
-	connections int
-	threads     int
-	pool        int
-	scenarios   string
-	out         string
-	cpuprofile  string
-	profileTime time.Duration
-	keep        bool
-	note        string
+	duration     time.Duration
+	warmup       time.Duration
+	rounds       int
+	curveRounds  int
+	connections  int
+	threads      int
+	pool         int
+	curve        bool
+	pools        []int
+	dists        []string
+	clusterPool  int
+	pin          bool
+	tokenDir     string
+	goBench      bool
+	goBenchTime  string
+	goBenchCount int
+	out          string
+	cpuprofile   string
+	profileTime  time.Duration
+	keep         bool
+	note         string
+	quick        bool
 }
 
 func main() {
@@ -65,26 +94,8 @@ func main() {
 		serveUpstream(addr)
 		return
 	}
-	var o options
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of one measured wrk run")
-	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "wrk warm-up per Caddy start (after every pool token was sent once), not measured")
-	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (A B C A B C ...)")
-	flag.IntVar(&o.connections, "connections", 64, "wrk connections")
-	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
-	flag.IntVar(&o.pool, "pool", 10000, "distinct tokens in the token pool")
-	flag.StringVar(&o.scenarios, "scenarios", "A,B,C", "scenarios to run, in order (subset of A,B,C; A is needed for the ratios)")
-	flag.StringVar(&o.out, "out", "", "Markdown results file (default <repo>/integration/bench/RESULTS.md; - for none)")
-	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "after the rounds, save a CPU profile of Caddy under load (pool tokens) for each scenario in this directory (not part of the measurement)")
-	flag.DurationVar(&o.profileTime, "profile-seconds", 5*time.Second, "length of each -cpuprofile capture")
-	flag.StringVar(&o.note, "note", "", "a remark written into the results (e.g. what else ran on the machine)")
-	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, tokens)")
-	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./integration/bench [flags]\n\n")
-		flag.PrintDefaults()
-	}
-	flag.Parse()
-	if flag.NArg() > 0 {
-		flag.Usage()
+	o, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
 		os.Exit(2)
 	}
 	if err := run(o); err != nil {
@@ -93,23 +104,113 @@ func main() {
 	}
 }
 
+// parseFlags reads the command line; -quick changes the defaults of the
+// flags that are not given.
+func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
+	var o options
+	var pools, dists string
+	cache, _ := os.UserCacheDir()
+	if cache == "" {
+		cache = os.TempDir()
+	}
+	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one measured wrk run")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "an unmeasured wrk run per configuration and workload before the rounds")
+	fs.IntVar(&o.rounds, "rounds", 20, "interleaved rounds of the headline workloads (hot token, -pool uniform)")
+	fs.IntVar(&o.curveRounds, "curve-rounds", 5, "interleaved rounds of the other workloads of the curve")
+	fs.IntVar(&o.connections, "connections", 64, "wrk connections")
+	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
+	fs.IntVar(&o.pool, "pool", 10000, "distinct licenses of the headline pool")
+	fs.BoolVar(&o.curve, "curve", true, "measure the curve: every -pools size with every -dists distribution")
+	fs.StringVar(&pools, "pools", "1000,10000,100000", "pool sizes of the curve")
+	fs.StringVar(&dists, "dists", "uniform,zipf", "token distributions of the curve (uniform, zipf: s=1.1)")
+	fs.IntVar(&o.clusterPool, "cluster-pool", 10000, "pool size at which C3 (Redis Cluster, 3 masters) is measured; 0 for none")
+	fs.BoolVar(&o.pin, "pin", false, "pin Caddy to CPU 0 and wrk, the upstream and Redis to the other CPUs (taskset)")
+	fs.StringVar(&o.tokenDir, "tokens", filepath.Join(cache, "licensegate-bench"), "cache directory of the signing key and minted tokens, reused between runs")
+	fs.BoolVar(&o.goBench, "gobench", true, "run the handler-chain Go benchmark (module BenchmarkServeHTTP)")
+	fs.StringVar(&o.goBenchTime, "gobench-time", "1s", "-benchtime of the Go benchmark")
+	fs.IntVar(&o.goBenchCount, "gobench-count", 5, "-count of the Go benchmark")
+	fs.StringVar(&o.out, "out", "", "Markdown results file; curve.svg is written next to it (default <repo>/integration/bench/RESULTS.md; - for none)")
+	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "after the rounds, save a CPU profile of each headline configuration under the headline pool load in this directory (not part of the measurement)")
+	fs.DurationVar(&o.profileTime, "profile-seconds", 5*time.Second, "length of each -cpuprofile capture")
+	fs.StringVar(&o.note, "note", "", "a remark written into the results (e.g. what else ran on the machine)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, token files)")
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run of every part in about a minute, for CI: -rounds 2 -curve-rounds 1 -duration 1s -pool 1000 -pools 1000 -cluster-pool 1000 -gobench-time 100x -gobench-count 1 -out -")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: go run ./integration/bench [flags]\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return o, errors.New("unexpected arguments")
+	}
+	if o.quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		quick := map[string]string{"rounds": "2", "curve-rounds": "1", "duration": "1s", "pool": "1000",
+			"pools": "1000", "cluster-pool": "1000", "gobench-time": "100x", "gobench-count": "1", "out": "-"}
+		for name, v := range quick {
+			if !set[name] {
+				if err := fs.Set(name, v); err != nil {
+					return o, err
+				}
+			}
+		}
+	}
+	var err error
+	if o.pools, err = parseInts(pools); err != nil {
+		return o, fmt.Errorf("-pools: %w", err)
+	}
+	o.dists = strings.Split(dists, ",")
+	for i := range o.dists {
+		o.dists[i] = strings.TrimSpace(o.dists[i])
+	}
+	return o, nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 func (o *options) validate() error {
 	switch {
 	case o.duration < time.Second:
 		return errors.New("-duration must be at least 1s")
-	case o.rounds < 1:
-		return errors.New("-rounds must be at least 1")
+	case o.rounds < 1 || o.curveRounds < 1:
+		return errors.New("-rounds and -curve-rounds must be at least 1")
 	case o.threads < 1 || o.connections < o.threads:
 		return errors.New("-threads must be at least 1 and -connections at least -threads")
 	case o.pool < 1:
 		return errors.New("-pool must be at least 1")
+	case o.clusterPool < 0:
+		return errors.New("-cluster-pool must not be negative")
 	}
-	for _, s := range strings.Split(o.scenarios, ",") {
-		if scenarioByName(strings.TrimSpace(s)) == nil {
-			return fmt.Errorf("-scenarios: unknown scenario %q (A, B or C)", s)
+	for _, d := range o.dists {
+		if d != distUniform && d != distZipf {
+			return fmt.Errorf("-dists: unknown distribution %q (uniform, zipf)", d)
 		}
 	}
 	return nil
+}
+
+// memStage is the memory of every gate instance and of Redis after every
+// token of a pool was sent once (stage 0: only the hot token).
+type memStage struct {
+	pool        int
+	inst        map[string]memory
+	redisUsed   int64 // used_memory of the single node, -1 when unknown
+	redisKeys   int64
+	clusterUsed int64
 }
 
 func run(o options) error {
@@ -123,15 +224,7 @@ func run(o options) error {
 	if o.out == "" {
 		o.out = filepath.Join(root, "integration", "bench", "RESULTS.md")
 	}
-	var scens []*scenario
-	for _, s := range strings.Split(o.scenarios, ",") {
-		scens = append(scens, scenarioByName(strings.TrimSpace(s)))
-	}
-	needRedis := false
-	for _, s := range scens {
-		needRedis = needRedis || s.store == "redis"
-	}
-
+	p := newPlan(&o, module.DefaultCacheSize)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	procs := &procSet{}
@@ -141,9 +234,13 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	var redisBin string
-	if needRedis {
-		if redisBin, err = ensureTool("redis-server", "redis-server"); err != nil {
+	redisBin, err := ensureTool("redis-server", "redis-server")
+	if err != nil {
+		return err
+	}
+	var pin *pinning
+	if o.pin {
+		if pin, err = newPinning(runtime.NumCPU()); err != nil {
 			return err
 		}
 	}
@@ -157,9 +254,9 @@ func run(o options) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-
 	env := collectEnv(root, wrkBin, redisBin)
 	env.loadStart = loadAverage()
+	env.pinning = pin.describe()
 
 	logf("building licensegate")
 	bin := filepath.Join(dir, "licensegate")
@@ -168,54 +265,91 @@ func run(o options) error {
 	}
 	env.caddyVersion = commandOutput(bin, "version")
 
-	logf("minting 1 hot token and %d pool tokens (RS256)", o.pool)
-	start := time.Now()
-	toks, err := mintTokens(dir, o.pool)
-	if err != nil {
-		return err
+	var gb []*goBench
+	if o.goBench {
+		logf("running the handler-chain Go benchmark")
+		if gb, env.goBenchCmd, err = runGoBench(root, o.goBenchTime, o.goBenchCount); err != nil {
+			return err
+		}
 	}
-	logf("minted in %v", time.Since(start).Round(time.Millisecond))
 
+	maxPool := slices.Max(append([]int{1}, p.pools...))
+	toks, err := loadTokens(o.tokenDir, maxPool, time.Now())
+	if err != nil {
+		return fmt.Errorf("tokens: %w", err)
+	}
+	p.files(dir)
+	for i, g := range p.groups {
+		if g.w.pool == 0 {
+			continue
+		}
+		if err := toks.writePool(g.w.tokPath, g.w.pool); err != nil {
+			return err
+		}
+		seq, err := indexSequence(g.w.dist, g.w.pool, sequenceLen, uint64(i+1))
+		if err != nil {
+			return err
+		}
+		if err := writeSequence(g.w.seqPath, seq); err != nil {
+			return err
+		}
+	}
 	scriptPath := filepath.Join(dir, "bench.lua")
 	if err := os.WriteFile(scriptPath, benchLua, 0o644); err != nil {
 		return err
 	}
 
-	up, upProc, err := startUpstream(procs, dir)
+	up, upProc, err := startUpstream(procs, pin, dir)
 	if err != nil {
 		return err
 	}
 	logf("upstream on %s", up)
-	var rds *redisServer
-	if needRedis {
-		if rds, err = startRedis(procs, redisBin, dir); err != nil {
-			return err
+	b := &bench{o: o, dir: dir, bin: bin, wrk: wrkBin, script: scriptPath, toks: toks, upstream: up,
+		upstreamProc: upProc, procs: procs, pin: pin, client: newClient(o.connections), plan: p}
+	if b.redis, err = startSingle(procs, pin, redisBin, dir); err != nil {
+		return err
+	}
+	logf("redis-server on %s", b.redis.nodes[0].addr)
+	for _, in := range p.insts {
+		switch {
+		case in.name == "C3":
+			if _, err := ensureTool("redis-cli", "redis-tools"); err != nil {
+				return err
+			}
+			var stopCluster func()
+			if b.cluster, stopCluster, err = startCluster(dir, 3); err != nil {
+				return fmt.Errorf("redis cluster: %w", err)
+			}
+			defer stopCluster()
+			logf("redis cluster on %s", strings.Join(b.cluster.addrs(), " "))
+			in.redis = b.cluster
+		case in.store == "redis":
+			in.redis = b.redis
 		}
-		logf("redis-server on %s", rds.addr)
+	}
+	for _, in := range p.insts {
+		if err := b.startCaddy(in); err != nil {
+			return fmt.Errorf("starting %s: %w", in.name, err)
+		}
+		if _, err := b.check(in, toks.hot); err != nil {
+			return fmt.Errorf("%s, hot token: %w\ncaddy log:\n%s", in.name, err, in.p.tail())
+		}
+	}
+	logf("started %d Caddy configurations", len(p.insts))
+
+	stages, err := b.fill(ctx)
+	if err != nil {
+		return err
 	}
 
-	b := &bench{o: o, dir: dir, bin: bin, wrk: wrkBin, script: scriptPath, toks: toks,
-		upstream: up, upstreamProc: upProc, redis: rds, procs: procs, client: newClient(o.connections)}
-	var runs []result
-	for round := 1; round <= o.rounds; round++ {
-		for _, s := range scens {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			rs, err := b.measure(ctx, s, round)
-			if err != nil {
-				return fmt.Errorf("round %d, scenario %s: %w", round, s.name, err)
-			}
-			runs = append(runs, rs...)
-		}
+	runs, err := b.measureAll(ctx)
+	if err != nil {
+		return err
 	}
 	env.loadEnd = loadAverage()
+	env.redisCheck = b.checkRedis(stages)
 
-	if rds != nil {
-		env.redisCheck = b.checkRedis(runs)
-	}
-
-	rep := buildReport(o, env, scens, runs)
+	rep := buildReport(o, env, p, runs, stages, gb)
 	md := rep.markdown()
 	fmt.Println()
 	fmt.Print(md)
@@ -223,18 +357,156 @@ func run(o options) error {
 		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
 			return err
 		}
-		logf("wrote %s", o.out)
+		svgPath := filepath.Join(filepath.Dir(o.out), curveSVG)
+		if err := os.WriteFile(svgPath, []byte(rep.curvePlot().svg()), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s and %s", o.out, svgPath)
 	}
-
 	if o.cpuprofile != "" {
-		if err := b.profiles(ctx, scens); err != nil {
+		if err := b.profiles(ctx); err != nil {
 			return err
 		}
 	}
-	if errs := rep.failures(); len(errs) > 0 {
-		return fmt.Errorf("some runs had errors:\n  %s", strings.Join(errs, "\n  "))
+	var errs []string
+	errs = append(errs, rep.failures()...)
+	if strings.Contains(env.redisCheck, "MISMATCH") {
+		errs = append(errs, "Redis check: "+env.redisCheck)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("the measurement failed:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// fill sends every pool token once to every gate instance that serves
+// its pool, pool size by pool size (the pools are prefixes of each other),
+// and records the memory after each size.
+func (b *bench) fill(ctx context.Context) ([]memStage, error) {
+	stage := func(n int) memStage {
+		s := memStage{pool: n, inst: map[string]memory{}, redisUsed: -1, clusterUsed: -1}
+		for _, in := range b.plan.insts {
+			if in.gate {
+				s.inst[in.name] = in.memory(b.client)
+			}
+		}
+		if v, err := b.redis.info("memory", "used_memory"); err == nil {
+			s.redisUsed = v
+		}
+		s.redisKeys, _ = b.redis.keys()
+		if b.cluster != nil {
+			if v, err := b.cluster.info("memory", "used_memory"); err == nil {
+				s.clusterUsed = v
+			}
+		}
+		return s
+	}
+	stages := []memStage{stage(0)}
+	prev := 0
+	for _, n := range b.plan.pools {
+		start := time.Now()
+		var wg sync.WaitGroup
+		errs := make([]error, len(b.plan.insts))
+		for i, in := range b.plan.insts {
+			if !in.gate || in.maxPool < n {
+				continue
+			}
+			wg.Go(func() { errs[i] = b.sendTokens(ctx, in, prev, n) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		logf("sent pool tokens %d..%d once to every configuration that serves them (%v)", prev, n-1,
+			time.Since(start).Round(time.Millisecond))
+		stages = append(stages, stage(n))
+		prev = n
+	}
+	return stages, nil
+}
+
+// measureAll warms every group up, then runs the rounds.
+func (b *bench) measureAll(ctx context.Context) ([]result, error) {
+	if b.o.warmup > 0 {
+		for _, g := range b.plan.groups {
+			for _, in := range g.insts {
+				r, err := b.wrkRun(ctx, in, g.w, b.o.warmup)
+				if err != nil {
+					return nil, fmt.Errorf("warm-up of %s with %s: %w", in.name, g.w.label, err)
+				}
+				if r.errors.total() > 0 {
+					logf("warning: warm-up of %s with %s had errors (not measured): %v", in.name, g.w.label, r.errors)
+				}
+			}
+		}
+	}
+	var runs []result
+	for round := 1; round <= b.plan.maxRounds(); round++ {
+		for _, g := range b.plan.groups {
+			if round > g.rounds {
+				continue
+			}
+			for _, in := range g.order(round) {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				r, err := b.runOnce(ctx, in, g.w, round, b.o.duration)
+				if err != nil {
+					return nil, fmt.Errorf("round %d, %s, %s: %w\ncaddy log:\n%s", round, in.name, g.w.label, err, in.p.tail())
+				}
+				hits := ""
+				if !math.IsNaN(r.hitRatio) {
+					hits = fmt.Sprintf("  cache hits %.1f%%", 100*r.hitRatio)
+				}
+				logf("round %2d  %-3s %-13s %7.0f req/s  p99 %-9v Caddy CPU/req %-8v errors %d%s",
+					round, in.name, g.w.label, r.rps, r.p99, perRequest(r.cpu.caddy, r.requests), r.errors.total(), hits)
+				runs = append(runs, r)
+			}
+		}
+	}
+	return runs, nil
+}
+
+// checkRedis confirms that the Redis stores hold a counter for every
+// license the gate charged: at least one key per license (the hot token
+// and the largest pool sent to C; the cluster's pool for C3).
+func (b *bench) checkRedis(stages []memStage) string {
+	var parts []string
+	verdict := "ok"
+	check := func(name string, rs *redisSet, licenses int) {
+		keys, err := rs.keys()
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("%s: %v", name, err))
+			verdict = "MISMATCH"
+			return
+		}
+		v := "ok"
+		if keys < int64(licenses) {
+			v, verdict = "MISMATCH: fewer keys than licenses", "MISMATCH"
+		}
+		parts = append(parts, fmt.Sprintf("%s holds %d keys for %d licenses (%.1f per license) — %s",
+			name, keys, licenses, float64(keys)/float64(licenses), v))
+	}
+	if c := b.plan.instance("C"); c != nil {
+		check("the single node", b.redis, c.maxPool+1)
+		// The hot token's counter, read in Redis and through the gate.
+		key := redisstore.DefaultPrefix + "{" + redisstore.Tag(policy.LicenseKey{Issuer: benchIssuer, Key: b.toks.hotJTI}) + "}:used"
+		viaGate, err := b.used(c, b.toks.hot)
+		inRedis, rerr := testredis.Command(b.redis.nodes[0].addr, "GET", key)
+		switch {
+		case errors.Join(err, rerr) != nil:
+			parts, verdict = append(parts, fmt.Sprintf("reading the hot token's counter: %v", errors.Join(err, rerr))), "MISMATCH"
+		case inRedis != strconv.FormatInt(viaGate, 10):
+			parts, verdict = append(parts, fmt.Sprintf("the hot token's counter `%s` holds %q, the gate reports %d used — MISMATCH",
+				key, inRedis, viaGate)), "MISMATCH"
+		default:
+			parts = append(parts, fmt.Sprintf("the hot token's counter `lg:{<tag>}:used` holds %s, as the gate reports", inRedis))
+		}
+	}
+	if b.cluster != nil {
+		check("the cluster", b.cluster, b.plan.instance("C3").maxPool+1)
+	}
+	return strings.Join(parts, "; ") + "; every hot-token run of B and C raised the license's counter by the requests wrk counted (at most -connections more, in flight at its end) — " + verdict
 }
 
 // serveUpstream is the upstream process: the smallest useful HTTP server.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/licensegate/licensegate/internal/testredis"
 )
 
 // proc is a child process of the harness.
@@ -205,7 +202,7 @@ func waitListening(p *proc, addr string, timeout time.Duration) error {
 }
 
 // startUpstream re-executes the harness as the upstream process.
-func startUpstream(ps *procSet, dir string) (string, *proc, error) {
+func startUpstream(ps *procSet, pin *pinning, dir string) (string, *proc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", nil, err
@@ -217,7 +214,7 @@ func startUpstream(ps *procSet, dir string) (string, *proc, error) {
 			return "", nil, err
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		cmd := exec.Command(self)
+		cmd := pin.command(roleOther, self)
 		cmd.Env = append(os.Environ(), upstreamEnv+"="+addr)
 		p, err := ps.start("upstream", cmd, filepath.Join(dir, "upstream.log"))
 		if err != nil {
@@ -231,155 +228,59 @@ func startUpstream(ps *procSet, dir string) (string, *proc, error) {
 	return "", nil, lastErr
 }
 
-// redisServer is the redis-server of scenario C.
-type redisServer struct {
-	addr    string
-	version string
-	p       *proc
+// Roles of the processes for -pin.
+const (
+	roleCaddy = iota // the Caddy under test
+	roleOther        // wrk, the upstream, Redis
+)
+
+// pinning places Caddy on one CPU and everything else on the others
+// (taskset), so the load generator does not preempt the server it
+// measures. nil pins nothing.
+type pinning struct {
+	taskset      string
+	caddy, other string // CPU lists
 }
 
-func startRedis(ps *procSet, bin, dir string) (*redisServer, error) {
-	rdir := filepath.Join(dir, "redis")
-	if err := os.MkdirAll(rdir, 0o755); err != nil {
+// newPinning pins Caddy to CPU 0 and the rest to CPUs 1..n-1.
+func newPinning(cpus int) (*pinning, error) {
+	if cpus < 2 {
+		return nil, fmt.Errorf("-pin needs at least 2 CPUs, have %d", cpus)
+	}
+	ts, err := ensureTool("taskset", "util-linux")
+	if err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", rdir, "--daemonize", "no")
-		cmd.Dir = rdir
-		p, err := ps.start("redis-server", cmd, filepath.Join(dir, "redis.log"))
-		if err != nil {
-			return nil, err
-		}
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			if p.exited() {
-				lastErr = fmt.Errorf("redis-server exited at start:\n%s", p.tail())
-				break
-			}
-			if reply, err := testredis.Command(addr, "PING"); err == nil && reply == "PONG" {
-				r := &redisServer{addr: addr, p: p}
-				if info, err := testredis.Command(addr, "INFO", "server"); err == nil {
-					for _, line := range strings.Split(info, "\n") {
-						if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
-							r.version = v
-						}
-					}
-				}
-				return r, nil
-			}
-			if time.Now().After(deadline) {
-				lastErr = fmt.Errorf("redis-server did not answer PING:\n%s", p.tail())
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		p.stop()
+	other := "1"
+	if cpus > 2 {
+		other = fmt.Sprintf("1-%d", cpus-1)
 	}
-	return nil, lastErr
+	return &pinning{taskset: ts, caddy: "0", other: other}, nil
 }
 
-// caddyProc is one running Caddy of a scenario.
-type caddyProc struct {
-	url   string
-	admin string
-	p     *proc
+// command is exec.Command, run under taskset when pinning. taskset execs
+// the program, so the process id stays the program's.
+func (p *pinning) command(role int, name string, args ...string) *exec.Cmd {
+	return p.commandContext(context.Background(), role, name, args...)
 }
 
-// startCaddy writes the scenario's Caddyfile on fresh ports, starts the
-// binary and waits until it listens.
-func (b *bench) startCaddy(s *scenario, tag string) (*caddyProc, error) {
-	var lastErr error
-	for range 5 {
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		admin, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		cdir := filepath.Join(b.dir, "caddy-"+s.name)
-		if err := os.MkdirAll(cdir, 0o755); err != nil {
-			return nil, err
-		}
-		cfg := b.caddyfile(s, port, admin)
-		cfgPath := filepath.Join(cdir, "Caddyfile")
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-			return nil, err
-		}
-		cmd := exec.Command(b.bin, "run", "--config", cfgPath, "--adapter", "caddyfile")
-		cmd.Dir = cdir
-		cmd.Env = append(os.Environ(), "HOME="+cdir, "XDG_DATA_HOME="+cdir, "XDG_CONFIG_HOME="+cdir)
-		p, err := b.procs.start("caddy "+s.name, cmd, filepath.Join(cdir, "caddy-"+tag+".log"))
-		if err != nil {
-			return nil, err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitListening(p, addr, 30*time.Second); lastErr == nil {
-			return &caddyProc{url: "http://" + addr + "/", admin: "http://127.0.0.1:" + strconv.Itoa(admin), p: p}, nil
-		}
-		p.stop()
-		b.procs.remove(p)
+func (p *pinning) commandContext(ctx context.Context, role int, name string, args ...string) *exec.Cmd {
+	if p == nil {
+		return exec.CommandContext(ctx, name, args...)
 	}
-	return nil, lastErr
-}
-
-func (b *bench) stopCaddy(c *caddyProc) {
-	c.p.stop()
-	b.procs.remove(c.p)
-}
-
-// caddyfile is the configuration of a scenario: identical for A, B and C
-// but for the license_gate block.
-func (b *bench) caddyfile(s *scenario, port, admin int) string {
-	gate := ""
-	if s.gate {
-		store := ""
-		if s.store == "redis" {
-			store = fmt.Sprintf("\n\t\tstore redis {\n\t\t\taddresses %s\n\t\t}", b.redis.addr)
-		}
-		gate = fmt.Sprintf(`	license_gate {
-		jwks_file %s
-		algorithms RS256
-		require_item %s
-		cache_size %d%s
+	cpus := p.other
+	if role == roleCaddy {
+		cpus = p.caddy
 	}
-`, b.toks.jwksPath, benchItem, b.cacheSize(), store)
+	return exec.CommandContext(ctx, p.taskset, append([]string{"-c", cpus, name}, args...)...)
+}
+
+// describe says how processes are placed, for the report.
+func (p *pinning) describe() string {
+	if p == nil {
+		return "not pinned: the scheduler places every process"
 	}
-	idle := 2 * b.o.connections
-	return fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	http_port %d
-	auto_https off
-	persist_config off
-}
-
-http://127.0.0.1:%d {
-%s	reverse_proxy %s {
-		transport http {
-			keepalive 2m
-			keepalive_idle_conns %d
-			keepalive_idle_conns_per_host %d
-		}
-	}
-}
-`, admin, port, port, gate, b.upstream, idle, idle)
-}
-
-// cacheSize holds the pool with room to spare: the cache is split in 32
-// shards that each evict when full.
-func (b *bench) cacheSize() int { return max(20000, 4*(b.o.pool+1)) }
-
-func newClient(conns int) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: conns, MaxIdleConnsPerHost: conns, DisableCompression: true}}
+	return fmt.Sprintf("pinned with taskset: Caddy on CPU %s; wrk, the upstream and Redis on CPU %s", p.caddy, p.other)
 }
 
 // commandOutput runs a command and returns its trimmed output, or "?".

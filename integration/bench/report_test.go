@@ -1,6 +1,9 @@
 package main
 
 import (
+	"flag"
+	"io"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -9,11 +12,9 @@ import (
 func TestParseWrk(t *testing.T) {
 	out := `Running 3s test @ http://127.0.0.1:1/
   2 threads and 64 connections
-  Latency Distribution
-     50%    1.00ms
 BENCHJSON {"requests":30000,"duration_us":3000000,"bytes":1,"err_connect":0,"err_read":1,"err_write":0,"err_status":2,"err_timeout":0,"lat_mean_us":1200.5,"lat_max_us":9000,"p50_us":1000,"p90_us":2000,"p99_us":4000,"p999_us":8000}
 `
-	r, err := parseWrk(out, modeHot)
+	r, err := parseWrk(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,46 +24,220 @@ BENCHJSON {"requests":30000,"duration_us":3000000,"bytes":1,"err_connect":0,"err
 	if r.errors.total() != 3 || r.errors.Status != 2 {
 		t.Errorf("errors %+v", r.errors)
 	}
-	if _, err := parseWrk("no result", modeHot); err == nil {
+	if _, err := parseWrk("no result"); err == nil {
 		t.Error("output without BENCHJSON parsed")
 	}
 }
 
-func TestReportRatiosAreTakenPerRound(t *testing.T) {
-	o := options{rounds: 2, duration: time.Second, connections: 64, threads: 2, pool: 10000, warmup: time.Second}
+// testOptions are the quick defaults, as the flags give them.
+func testOptions(t *testing.T, args ...string) options {
+	t.Helper()
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o, err := parseFlags(fs, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestQuickChangesOnlyTheFlagsNotGiven(t *testing.T) {
+	o := testOptions(t, "-quick", "-rounds", "3")
+	if o.rounds != 3 || o.curveRounds != 1 || o.duration != time.Second || o.pool != 1000 || o.out != "-" ||
+		len(o.pools) != 1 || o.pools[0] != 1000 || o.clusterPool != 1000 || o.goBenchCount != 1 {
+		t.Errorf("quick options %+v", o)
+	}
+	full := testOptions(t)
+	if full.rounds != 20 || full.duration != 3*time.Second || len(full.pools) != 3 || full.pin {
+		t.Errorf("default options %+v", full)
+	}
+	if err := (&options{duration: time.Second, rounds: 1, curveRounds: 1, threads: 1, connections: 1, pool: 1,
+		dists: []string{"pareto"}}).validate(); err == nil {
+		t.Error("an unknown distribution was accepted")
+	}
+}
+
+func TestPlanLaysOutTheHeadlineAndTheCurve(t *testing.T) {
+	o := testOptions(t) // pools 1k, 10k, 100k; cluster at 10k
+	p := newPlan(&o, 20000)
+	var names []string
+	for _, in := range p.insts {
+		names = append(names, in.name)
+	}
+	if got := strings.Join(names, " "); got != "A B C B+ C+ C3" {
+		t.Errorf("instances %q", got)
+	}
+	if p.fitsSize != 200000 {
+		t.Errorf("fits cache_size %d", p.fitsSize)
+	}
+	want := map[string]string{
+		"hot":            "A B C",
+		"10000-uniform":  "A B C C3",
+		"1000-uniform":   "A B C",
+		"1000-zipf":      "A B C",
+		"10000-zipf":     "A B C C3",
+		"100000-uniform": "A B C B+ C+",
+		"100000-zipf":    "A B C B+ C+",
+	}
+	if len(p.groups) != len(want) {
+		t.Errorf("%d groups, want %d", len(p.groups), len(want))
+	}
+	for i, g := range p.groups {
+		var ns []string
+		for _, in := range g.insts {
+			ns = append(ns, in.name)
+		}
+		if got := strings.Join(ns, " "); got != want[g.w.key] {
+			t.Errorf("group %s: %q, want %q", g.w.key, got, want[g.w.key])
+		}
+		if headline := i < 2; g.headline != headline || (headline && g.rounds != 20) || (!headline && g.rounds != 5) {
+			t.Errorf("group %s: headline %v, rounds %d", g.w.key, g.headline, g.rounds)
+		}
+	}
+	if c3 := p.instance("C3"); c3.maxPool != 10000 {
+		t.Errorf("C3 serves up to %d", c3.maxPool)
+	}
+	if p.maxRounds() != 20 || len(p.pools) != 3 {
+		t.Errorf("max rounds %d, pools %v", p.maxRounds(), p.pools)
+	}
+	// The order rotates by one per round.
+	g := p.groups[0]
+	for r, want := range map[int]string{1: "ABC", 2: "BCA", 3: "CAB", 4: "ABC"} {
+		got := ""
+		for _, in := range g.order(r) {
+			got += in.name
+		}
+		if got != want {
+			t.Errorf("round %d order %s, want %s", r, got, want)
+		}
+	}
+}
+
+func TestReportRatiosArePairedByRound(t *testing.T) {
+	o := testOptions(t, "-quick", "-curve=false")
+	p := newPlan(&o, 20000)
 	var runs []result
-	add := func(scen string, round int, rps float64, p99 time.Duration) {
-		for _, mode := range modes(o.pool) {
-			runs = append(runs, result{scenario: scen, mode: mode, round: round, rps: rps, p99: p99,
-				requests: int64(rps), cpu: cpuUse{caddy: time.Duration(rps) * 100 * time.Microsecond}})
+	add := func(inst string, round int, rps float64, p99 time.Duration, caddyPerReq time.Duration) {
+		for _, g := range p.groups {
+			runs = append(runs, result{workload: g.w.key, instance: inst, round: round, rps: rps, p99: p99,
+				requests: int64(rps), cpu: cpuUse{caddy: time.Duration(rps) * caddyPerReq}, hitRatio: math.NaN()})
 		}
 	}
 	// Round 2 is twice as fast for everyone: the per-round ratio stays 0.9.
-	add("A", 1, 1000, 2*time.Millisecond)
-	add("C", 1, 900, 3*time.Millisecond)
-	add("A", 2, 2000, 2*time.Millisecond)
-	add("C", 2, 1800, 2500*time.Microsecond)
-	rep := buildReport(o, &environment{nproc: 2}, []*scenario{scenarioByName("A"), scenarioByName("C")}, runs)
-	if len(rep.rows) != 4 {
-		t.Fatalf("%d rows", len(rep.rows))
-	}
-	c := rep.rows[2]
-	if c.scen.name != "C" || !c.hasRatio || c.ratio < 0.8999 || c.ratio > 0.9001 {
-		t.Errorf("C ratio %v (row %+v)", c.ratio, c)
+	add("A", 1, 1000, 2*time.Millisecond, 100*time.Microsecond)
+	add("B", 1, 950, 2*time.Millisecond, 105*time.Microsecond)
+	add("C", 1, 900, 3*time.Millisecond, 110*time.Microsecond)
+	add("A", 2, 2000, 2*time.Millisecond, 100*time.Microsecond)
+	add("B", 2, 1900, 2*time.Millisecond, 105*time.Microsecond)
+	add("C", 2, 1800, 2500*time.Microsecond, 110*time.Microsecond)
+	rep := buildReport(o, &environment{nproc: 2, pinning: "not pinned"}, p, runs, nil, nil)
+	c := rep.cell("hot", "C")
+	if c == nil || c.ratio.median < 0.8999 || c.ratio.median > 0.9001 || c.ratio.lo != c.ratio.hi {
+		t.Fatalf("C's ratio %+v", c)
 	}
 	if c.addP99 != 750*time.Microsecond {
 		t.Errorf("added p99 %v, want the median of 1ms and 0.5ms", c.addP99)
 	}
-	if c.rps != 1350 || c.cpuTotal != 100*time.Microsecond || c.cpuRatio != 1 {
-		t.Errorf("median rps %v, cpu %v, cpu ratio %v", c.rps, c.cpuTotal, c.cpuRatio)
+	if c.rps != 1350 || c.cpuCaddy != 110*time.Microsecond || math.Abs(c.cpuRatio.median-1.1) > 1e-9 {
+		t.Errorf("median rps %v, Caddy CPU %v, CPU ratio %v", c.rps, c.cpuCaddy, c.cpuRatio)
 	}
 	md := rep.markdown()
-	for _, want := range []string{"| C: license_gate (Redis) + reverse_proxy | hot token | 1350 |", "0.900 met", "+0.75 ms met", "| cores (`nproc`) | 2 |"} {
+	for _, want := range []string{
+		"| C: license_gate (Redis) + reverse_proxy | hot token | 1350 | 0.900 [range 0.900, 0.900] | 110.0 µs | 1.100 [range 1.100, 1.100] |",
+		"| C (Redis), hot token | ≥ 0.95 | 0.900 [range 0.900, 0.900] | **missed** |",
+		"| B (memory), hot token | ≥ 0.97 | 0.950 [range 0.950, 0.950] | **missed** |",
+		"| cores (`nproc`) | 2 |",
+	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
 	if len(rep.failures()) != 0 {
 		t.Errorf("failures %v", rep.failures())
+	}
+}
+
+func TestVerdict(t *testing.T) {
+	tests := []struct {
+		name string
+		iv   interval
+		want string
+	}{
+		{"an interval above the target meets it", interval{n: 20, median: 0.97, lo: 0.96, hi: 0.98}, "met"},
+		{"an interval below the target misses it", interval{n: 20, median: 0.9, lo: 0.88, hi: 0.92}, "**missed**"},
+		{"an interval holding the target leaves it open", interval{n: 20, median: 0.95, lo: 0.93, hi: 0.97}, "open (the interval holds the target)"},
+		{"no rounds measure nothing", interval{}, "not measured"},
+	}
+	for _, tt := range tests {
+		if got := verdict(tt.iv, 0.95); got != tt.want {
+			t.Errorf("%s: %q", tt.name, got)
+		}
+	}
+}
+
+func TestParseMetricsSumsTheSeriesOfAName(t *testing.T) {
+	text := `# HELP licensegate_requests_total Requests judged by license_gate.
+# TYPE licensegate_requests_total counter
+licensegate_requests_total{code="",result="allowed"} 1200
+licensegate_requests_total{code="expired",result="rejected"} 3
+licensegate_verified_cache_hits_total 1150
+go_memstats_heap_alloc_bytes 1.2345e+07
+weird{label="a } b"} 2
+`
+	m := parseMetrics(text)
+	if m[metricRequests] != 1203 || m[metricHits] != 1150 || m["go_memstats_heap_alloc_bytes"] != 12345000 || m["weird"] != 2 {
+		t.Errorf("parsed %v", m)
+	}
+}
+
+func TestParseGoBench(t *testing.T) {
+	out := `goos: linux
+BenchmarkServeHTTP/bare-2         	 3000000	       402.0 ns/op	     552 B/op	       7 allocs/op
+BenchmarkServeHTTP/memory-2       	  300000	      4219 ns/op	     920 B/op	      15 allocs/op
+BenchmarkServeHTTP/bare-2         	 3000000	       410.0 ns/op	     552 B/op	       7 allocs/op
+BenchmarkServeHTTP/redis          	   20000	     85162 ns/op	    2758 B/op	      51 allocs/op
+PASS
+`
+	bs, err := parseGoBench(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != 3 || bs[0].name != "bare" || len(bs[0].nsPerOp) != 2 || bs[1].allocsPerOp != 15 ||
+		bs[2].name != "redis" || bs[2].bytesPerOp != 2758 {
+		t.Errorf("parsed %+v %+v %+v", bs[0], bs[1], bs[len(bs)-1])
+	}
+	if _, err := parseGoBench("PASS\n"); err == nil {
+		t.Error("output without the bare benchmark parsed")
+	}
+}
+
+func TestMemoryPerLicenseNeedsAPoolTheCacheHolds(t *testing.T) {
+	o := testOptions(t, "-quick", "-pools", "1000,100000")
+	p := newPlan(&o, 20000)
+	for _, in := range p.insts {
+		in.maxPool = 100000
+	}
+	mem := func(heap int64) memory { return memory{heap: heap, rss: 2 * heap} }
+	stages := []memStage{
+		{pool: 0, inst: map[string]memory{"B": mem(1000), "C": mem(1000), "C+": mem(1000)}, redisUsed: 500},
+		{pool: 1000, inst: map[string]memory{"B": mem(1001000), "C": mem(801000), "C+": mem(801000)}, redisUsed: 300500},
+		{pool: 100000, inst: map[string]memory{"B": mem(9000000), "C": mem(9000000), "C+": mem(80001000)}, redisUsed: 30000500},
+	}
+	rep := &report{o: o, plan: p, stages: stages}
+	got := map[string]memRow{}
+	for _, r := range rep.memRows() {
+		got[countLabel(float64(r.pool))+" "+r.in.name] = r
+	}
+	if r := got["1k C"]; r.heapPerLic != 800 || r.redisPer != 300 {
+		t.Errorf("1k C: %+v", r)
+	}
+	if r := got["100k C"]; !math.IsNaN(r.heapPerLic) || r.redisPer != 300 {
+		t.Errorf("100k C (cache smaller than the pool): %+v", r)
+	}
+	if r := got["100k C+"]; r.heapPerLic != 800 {
+		t.Errorf("100k C+: %+v", r)
+	}
+	if r := got["1k B"]; r.heapPerLic != 1000 || !math.IsNaN(r.redisPer) {
+		t.Errorf("1k B: %+v", r)
 	}
 }

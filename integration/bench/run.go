@@ -5,68 +5,20 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/licensegate/licensegate/internal/testredis"
-	"github.com/licensegate/licensegate/module/redisstore"
-	"github.com/licensegate/licensegate/policy"
 )
 
 //go:embed bench.lua
 var benchLua []byte
-
-// scenario is one Caddy configuration under test.
-type scenario struct {
-	name  string
-	title string
-	gate  bool
-	store string // "memory" or "redis" when gate
-}
-
-var allScenarios = []*scenario{
-	{name: "A", title: "reverse_proxy"},
-	{name: "B", title: "license_gate (memory) + reverse_proxy", gate: true, store: "memory"},
-	{name: "C", title: "license_gate (Redis) + reverse_proxy", gate: true, store: "redis"},
-}
-
-func scenarioByName(name string) *scenario {
-	for _, s := range allScenarios {
-		if strings.EqualFold(s.name, name) {
-			return s
-		}
-	}
-	return nil
-}
-
-// Token modes.
-const (
-	modeHot  = "hot token"
-	modePool = "10k pool"
-)
-
-func modes(pool int) []string {
-	if pool == 10000 {
-		return []string{modeHot, modePool}
-	}
-	return []string{modeHot, poolModeName(pool)}
-}
-
-func poolModeName(pool int) string {
-	if pool == 10000 {
-		return modePool
-	}
-	return fmt.Sprintf("%d pool", pool)
-}
 
 // bench holds what every run needs.
 type bench struct {
@@ -78,15 +30,18 @@ type bench struct {
 	toks         *tokens
 	upstream     string
 	upstreamProc *proc
-	redis        *redisServer
+	redis        *redisSet // scenario C's single node
+	cluster      *redisSet // scenario C3's, or nil
 	procs        *procSet
+	pin          *pinning
 	client       *http.Client
+	plan         *plan
 }
 
 // result is one measured wrk run.
 type result struct {
-	scenario  string
-	mode      string
+	workload  string // workload key
+	instance  string
 	round     int
 	rps       float64
 	requests  int64
@@ -95,6 +50,9 @@ type result struct {
 	mean, max time.Duration
 	errors    wrkErrors
 	cpu       cpuUse
+	// hitRatio is the share of the run's allowed requests whose token came
+	// from the verified-token cache; NaN when unknown.
+	hitRatio float64
 }
 
 type wrkErrors struct {
@@ -108,61 +66,145 @@ func (e wrkErrors) String() string {
 		e.Connect, e.Read, e.Write, e.Status, e.Timeout)
 }
 
-// measure starts the scenario's Caddy, checks and warms it, runs wrk with
-// the hot token and with the pool, and stops it.
-func (b *bench) measure(ctx context.Context, s *scenario, round int) ([]result, error) {
-	c, err := b.startCaddy(s, "round"+strconv.Itoa(round))
+// Metric names the harness reads from the gate.
+const (
+	metricHits     = "licensegate_verified_cache_hits_total"
+	metricRequests = "licensegate_requests_total"
+)
+
+// runOnce measures one instance with one workload: wrk for d, the CPU
+// time of every process, the cache hits, and for the hot token that the
+// gate charged every request exactly once.
+func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round int, d time.Duration) (result, error) {
+	var usedBefore int64
+	if in.gate && w.pool == 0 {
+		var err error
+		if usedBefore, err = b.used(in, b.toks.hot); err != nil {
+			return result{}, fmt.Errorf("reading the hot token's counter: %w", err)
+		}
+	}
+	var mBefore map[string]float64
+	if in.gate {
+		mBefore, _ = in.metrics(b.client)
+	}
+	before := b.cpuSnapshot(in)
+	r, err := b.wrkRun(ctx, in, w, d)
+	if err != nil {
+		return result{}, err
+	}
+	wrkCPU := r.cpu.wrk
+	r.cpu = b.cpuSnapshot(in).sub(before)
+	r.cpu.wrk = wrkCPU
+	r.workload, r.instance, r.round = w.key, in.name, round
+	r.hitRatio = math.NaN()
+	if in.p.exited() {
+		return result{}, fmt.Errorf("caddy exited during the run:\n%s", in.p.tail())
+	}
+	if in.gate {
+		if mAfter, err := in.metrics(b.client); err == nil && mBefore != nil {
+			hits, okH := mAfter[metricHits]
+			reqs := mAfter[metricRequests] - mBefore[metricRequests]
+			if okH && reqs > 0 {
+				r.hitRatio = (hits - mBefore[metricHits]) / reqs
+			}
+		}
+	}
+	if in.gate && w.pool == 0 && round > 0 {
+		after, err := b.used(in, b.toks.hot)
+		if err != nil {
+			return result{}, fmt.Errorf("reading the hot token's counter: %w", err)
+		}
+		// The read itself is charged; wrk does not count the requests in
+		// flight when it stops, which the gate may have charged.
+		charged := after - usedBefore - 1
+		if charged < r.requests || charged > r.requests+int64(b.o.connections) {
+			return result{}, fmt.Errorf("%w: the hot token's counter rose by %d for %d requests answered (at most %d in flight)",
+				errMiscount, charged, r.requests, b.o.connections)
+		}
+	}
+	return r, nil
+}
+
+// errMiscount is a gate that did not charge every request exactly once.
+var errMiscount = errors.New("the gate miscounted")
+
+// used sends one request with token and returns the credits used so far
+// as the gate reports them (limit − remaining): the store's counter, read
+// through the gate, whatever the store's key layout.
+func (b *bench) used(in *instance, token string) (int64, error) {
+	h, err := b.check(in, token)
+	if err != nil {
+		return 0, err
+	}
+	limit, err1 := strconv.ParseInt(h.Get("X-License-Credits-Limit"), 10, 64)
+	remaining, err2 := strconv.ParseInt(h.Get("X-License-Credits-Remaining"), 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("credits headers: %w", err)
+	}
+	return limit - remaining, nil
+}
+
+// check sends one request and verifies that the gate (or its absence)
+// shows: a gate instance answers with the credits headers.
+func (b *bench) check(in *instance, token string) (http.Header, error) {
+	var err error
+	for attempt := range 4 {
+		if attempt > 0 {
+			// A starved machine can stall the store past its timeout (503);
+			// the measured runs count every non-2xx answer.
+			time.Sleep(100 * time.Millisecond)
+		}
+		var h http.Header
+		if h, err = b.checkOnce(in, token); err == nil || !strings.HasPrefix(err.Error(), "status 503") {
+			return h, err
+		}
+	}
+	return nil, err
+}
+
+func (b *bench) checkOnce(in *instance, token string) (http.Header, error) {
+	req, err := http.NewRequest(http.MethodGet, in.url, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer b.stopCaddy(c)
-	if err := b.warm(ctx, s, c); err != nil {
-		return nil, fmt.Errorf("%w\ncaddy log:\n%s", err, c.p.tail())
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return nil, err
 	}
-	var out []result
-	for _, mode := range modes(b.o.pool) {
-		before := b.cpuSnapshot(c)
-		r, err := b.wrkRun(ctx, c.url, mode, b.o.duration)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w\ncaddy log:\n%s", mode, err, c.p.tail())
-		}
-		wrkCPU := r.cpu.wrk
-		r.cpu = b.cpuSnapshot(c).sub(before)
-		r.cpu.wrk = wrkCPU
-		r.scenario, r.round = s.name, round
-		if c.p.exited() {
-			return nil, fmt.Errorf("caddy exited during the run:\n%s", c.p.tail())
-		}
-		logf("round %d  %s  %-9s  %7.0f req/s  p50 %-9v p99 %-9v p99.9 %-9v CPU/req %-7v errors %d",
-			round, s.name, mode, r.rps, r.p50, r.p99, r.p999, perRequest(r.cpu.total(), r.requests), r.errors.total())
-		out = append(out, r)
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
+		return nil, fmt.Errorf("status %d, body %q", resp.StatusCode, body)
 	}
-	return out, nil
+	gated := resp.Header.Get("X-License-Credits-Limit") != ""
+	if gated != in.gate {
+		return nil, fmt.Errorf("X-License-Credits-Limit present: %v, want %v", gated, in.gate)
+	}
+	return resp.Header, nil
 }
 
-// warm sends every token once (so the pool is verified into the gate's
-// cache and, for C, every counter exists in Redis), checking each answer,
-// then runs wrk briefly with the pool.
-func (b *bench) warm(ctx context.Context, s *scenario, c *caddyProc) error {
-	if err := b.checkRetry(c.url, b.toks.hot, s); err != nil {
-		return fmt.Errorf("hot token: %w", err)
-	}
+// sendTokens sends pool tokens [from, to) once each, checking every
+// answer: this verifies them into the gate's cache (as far as it holds
+// them) and creates their counters.
+func (b *bench) sendTokens(ctx context.Context, in *instance, from, to int) error {
 	var next atomic.Int64
+	next.Store(int64(from))
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	for range 16 {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(b.toks.pool) || ctx.Err() != nil {
+				if i >= to || ctx.Err() != nil {
 					return
 				}
-				if err := b.checkRetry(c.url, b.toks.pool[i], s); err != nil {
+				if _, err := b.check(in, b.toks.pool[i]); err != nil {
 					select {
-					case errc <- fmt.Errorf("pool token %d: %w", i, err):
+					case errc <- fmt.Errorf("%s: pool token %d: %w", in.name, i, err):
 					default:
 					}
-					next.Store(int64(len(b.toks.pool)))
+					next.Store(int64(to))
 					return
 				}
 			}
@@ -175,78 +217,28 @@ func (b *bench) warm(ctx context.Context, s *scenario, c *caddyProc) error {
 	case err := <-errc:
 		return err
 	default:
+		return ctx.Err()
 	}
-	if b.o.warmup > 0 {
-		r, err := b.wrkRun(ctx, c.url, poolModeName(b.o.pool), b.o.warmup)
-		if err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-		if r.errors.total() > 0 {
-			logf("warning: %s warm-up had errors (not measured): %v", s.name, r.errors)
-		}
-	}
-	return nil
 }
 
-// checkRetry is check, retried a few times on 503: a starved machine can
-// stall the store past its timeout, which the warm-up (not measured) may
-// ride out; the measured runs count every non-2xx answer.
-func (b *bench) checkRetry(url, token string, s *scenario) error {
-	var err error
-	for attempt := range 4 {
-		if attempt > 0 {
-			logf("warning: %s warm-up: %v; retrying", s.name, err)
-			time.Sleep(100 * time.Millisecond)
-		}
-		if err = b.check(url, token, s); err == nil || !strings.HasPrefix(err.Error(), "status 503") {
-			return err
-		}
-	}
-	return err
-}
-
-// check sends one request and verifies that the gate (or its absence)
-// shows: a gate scenario answers with the credits headers.
-func (b *bench) check(url, token string, s *scenario) error {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := b.client.Do(req)
-	if err != nil {
-		return err
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
-		return fmt.Errorf("status %d, body %q", resp.StatusCode, body)
-	}
-	gated := resp.Header.Get("X-License-Credits-Limit") != ""
-	if gated != s.gate {
-		return fmt.Errorf("X-License-Credits-Limit present: %v, want %v", gated, s.gate)
-	}
-	return nil
-}
-
-// wrkRun runs wrk once with the hot token (mode modeHot) or the pool.
-func (b *bench) wrkRun(ctx context.Context, url, mode string, d time.Duration) (result, error) {
+// wrkRun runs wrk once against an instance.
+func (b *bench) wrkRun(ctx context.Context, in *instance, w *workload, d time.Duration) (result, error) {
 	secs := int((d + time.Second - 1) / time.Second)
 	args := []string{"-t", strconv.Itoa(b.o.threads), "-c", strconv.Itoa(b.o.connections),
 		"-d", strconv.Itoa(secs) + "s", "--timeout", "5s", "--latency", "-s", b.script}
-	if mode == modeHot {
-		args = append(args, "-H", "Authorization: Bearer "+b.toks.hot, url)
+	if w.pool == 0 {
+		args = append(args, "-H", "Authorization: Bearer "+b.toks.hot, in.url)
 	} else {
-		args = append(args, url, "--", b.toks.poolPath)
+		args = append(args, in.url, "--", w.tokPath, w.seqPath)
 	}
-	cmd := exec.CommandContext(ctx, b.wrk, args...)
+	cmd := b.pin.commandContext(ctx, roleOther, b.wrk, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	setProcAttr(cmd)
 	if err := cmd.Run(); err != nil {
 		return result{}, fmt.Errorf("wrk: %w\n%s%s", err, stdout.String(), stderr.String())
 	}
-	r, err := parseWrk(stdout.String(), mode)
+	r, err := parseWrk(stdout.String())
 	r.cpu.wrk = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return r, err
 }
@@ -268,7 +260,7 @@ type wrkJSON struct {
 	P999US     int64   `json:"p999_us"`
 }
 
-func parseWrk(out, mode string) (result, error) {
+func parseWrk(out string) (result, error) {
 	var line string
 	for l := range strings.SplitSeq(out, "\n") {
 		if rest, ok := strings.CutPrefix(strings.TrimSpace(l), "BENCHJSON "); ok {
@@ -287,7 +279,6 @@ func parseWrk(out, mode string) (result, error) {
 	}
 	us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
 	return result{
-		mode:     mode,
 		requests: w.Requests,
 		rps:      float64(w.Requests) / (float64(w.DurationUS) / 1e6),
 		p50:      us(w.P50US), p90: us(w.P90US), p99: us(w.P99US), p999: us(w.P999US),
@@ -295,89 +286,4 @@ func parseWrk(out, mode string) (result, error) {
 		errors: wrkErrors{Connect: w.ErrConnect, Read: w.ErrRead, Write: w.ErrWrite,
 			Status: w.ErrStatus, Timeout: w.ErrTimeout},
 	}, nil
-}
-
-// checkRedis confirms that scenario C charged in Redis: the hot token's
-// counter holds at least the requests C sent with it, and the pool's
-// counters exist.
-func (b *bench) checkRedis(runs []result) string {
-	var sent int64
-	for _, r := range runs {
-		if r.scenario == "C" && r.mode == modeHot {
-			sent += r.requests
-		}
-	}
-	if sent == 0 {
-		return ""
-	}
-	used, err := testredis.Command(b.redis.addr, "GET", "lg:{"+redisstore.Tag(policy.LicenseKey{Issuer: benchIssuer, Key: b.toks.hotJTI})+"}:used")
-	if err != nil {
-		return "could not read the hot token's counter: " + err.Error()
-	}
-	n, _ := strconv.ParseInt(used, 10, 64)
-	keys, _ := testredis.Command(b.redis.addr, "DBSIZE")
-	verdict := "ok"
-	if n < sent {
-		verdict = "MISMATCH: fewer charges than requests"
-	}
-	return fmt.Sprintf("hot token's Redis counter `lg:{<tag>}:used` = %d after %d measured requests in C "+
-		"(plus warm-up); %s keys in Redis — %s", n, sent, keys, verdict)
-}
-
-// profiles captures a CPU profile of Caddy for each scenario while wrk runs
-// with the pool; these runs are not part of the results.
-func (b *bench) profiles(ctx context.Context, scens []*scenario) error {
-	if err := os.MkdirAll(b.o.cpuprofile, 0o755); err != nil {
-		return err
-	}
-	for _, s := range scens {
-		c, err := b.startCaddy(s, "profile")
-		if err != nil {
-			return err
-		}
-		err = func() error {
-			defer b.stopCaddy(c)
-			if err := b.warm(ctx, s, c); err != nil {
-				return fmt.Errorf("%w\ncaddy log:\n%s", err, c.p.tail())
-			}
-			secs := int(b.o.profileTime / time.Second)
-			if secs < 1 {
-				secs = 1
-			}
-			var prof []byte
-			var perr error
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				cl := &http.Client{Timeout: time.Duration(secs+30) * time.Second}
-				resp, err := cl.Get(c.admin + "/debug/pprof/profile?seconds=" + strconv.Itoa(secs))
-				if err != nil {
-					perr = err
-					return
-				}
-				defer resp.Body.Close()
-				prof, perr = io.ReadAll(resp.Body)
-				if perr == nil && resp.StatusCode != http.StatusOK {
-					perr = fmt.Errorf("status %d: %s", resp.StatusCode, prof)
-				}
-			}()
-			if _, err := b.wrkRun(ctx, c.url, poolModeName(b.o.pool), time.Duration(secs+2)*time.Second); err != nil {
-				return err
-			}
-			<-done
-			if perr != nil {
-				return fmt.Errorf("fetching the profile: %w", perr)
-			}
-			path := filepath.Join(b.o.cpuprofile, "caddy-"+s.name+".pprof")
-			if err := os.WriteFile(path, prof, 0o644); err != nil {
-				return err
-			}
-			logf("CPU profile of %s: %s (go tool pprof -top %s)", s.name, path, path)
-			return nil
-		}()
-		if err != nil {
-			return fmt.Errorf("profiling %s: %w", s.name, err)
-		}
-	}
-	return nil
 }

@@ -61,10 +61,10 @@ func TestMedianIntervalTakesTheOrderStatistics(t *testing.T) {
 		return v
 	}
 	tests := []struct {
-		name           string
-		n              int
-		lo, hi         float64
-		full           bool
+		name            string
+		n               int
+		lo, hi          float64
+		full            bool
 		coverageAtLeast float64
 	}{
 		{"twenty rounds give the 6th and the 15th value", 20, 6, 15, true, 0.95},

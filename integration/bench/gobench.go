@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// goBench is one sub-benchmark of BenchmarkServeHTTP (module/bench_test.go)
+// over its -count repetitions.
+type goBench struct {
+	name        string // bare, memory, redis
+	nsPerOp     []float64
+	bytesPerOp  float64
+	allocsPerOp float64
+}
+
+// goBenchPattern selects the handler-chain benchmark.
+const goBenchPattern = "^BenchmarkServeHTTP$"
+
+// runGoBench runs the handler-chain benchmark in the module package and
+// parses its results.
+func runGoBench(root, benchtime string, count int) ([]*goBench, string, error) {
+	args := []string{"test", "-run", "^$", "-bench", goBenchPattern, "-benchmem",
+		"-benchtime", benchtime, "-count", strconv.Itoa(count), "./module/"}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return nil, "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
+	}
+	bs, err := parseGoBench(out.String())
+	return bs, "go " + strings.Join(args, " "), err
+}
+
+// parseGoBench reads `go test -bench -benchmem` output lines such as
+//
+//	BenchmarkServeHTTP/memory-2   300000   4219 ns/op   920 B/op   15 allocs/op
+//
+// grouping the repetitions of each sub-benchmark, in first-seen order.
+func parseGoBench(out string) ([]*goBench, error) {
+	var list []*goBench
+	byName := map[string]*goBench{}
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "BenchmarkServeHTTP/") {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "BenchmarkServeHTTP/")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i]
+			}
+		}
+		b := byName[name]
+		if b == nil {
+			b = &goBench{name: name}
+			byName[name] = b
+			list = append(list, b)
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("benchmark line %q: %w", line, err)
+			}
+			switch f[i+1] {
+			case "ns/op":
+				b.nsPerOp = append(b.nsPerOp, v)
+			case "B/op":
+				b.bytesPerOp = v
+			case "allocs/op":
+				b.allocsPerOp = v
+			}
+		}
+	}
+	if byName["bare"] == nil {
+		return nil, fmt.Errorf("no BenchmarkServeHTTP/bare result in:\n%s", out)
+	}
+	return list, nil
+}
