@@ -33,14 +33,25 @@ type group struct {
 	insts    []*instance
 	rounds   int
 	headline bool
+	// extras are instances (also in insts) measured only in the first
+	// extraRounds rounds: the curve's configurations that join a headline
+	// group, which need no more rounds than the rest of the curve.
+	extras      []*instance
+	extraRounds int
 }
 
 // order is the instances' order in round r (1-based).
 func (g *group) order(r int) []*instance {
-	n := len(g.insts)
+	var set []*instance
+	for _, in := range g.insts {
+		if r <= g.extraRounds || !slices.Contains(g.extras, in) {
+			set = append(set, in)
+		}
+	}
+	n := len(set)
 	out := make([]*instance, n)
 	for i := range out {
-		out[i] = g.insts[(i+r-1)%n]
+		out[i] = set[(i+r-1)%n]
 	}
 	return out
 }
@@ -128,6 +139,7 @@ func newPlan(o *options, defaultCache int) *plan {
 			// The headline pool is also a point of the curve: the extras
 			// join its group (and its rounds) instead of a group of their own.
 			head.insts = withExtras(pt.pool)
+			head.extras, head.extraRounds = head.insts[3:], min(o.curveRounds, o.rounds)
 		}
 	}
 	add(head)

@@ -94,6 +94,10 @@ func TestPlanLaysOutTheHeadlineAndTheCurve(t *testing.T) {
 			t.Errorf("group %s: headline %v, rounds %d", g.w.key, g.headline, g.rounds)
 		}
 	}
+	head := p.groups[1]
+	if len(head.order(5)) != 4 || len(head.order(6)) != 3 {
+		t.Errorf("C3 joins the headline pool's rounds %d times: %d, %d", head.extraRounds, len(head.order(5)), len(head.order(6)))
+	}
 	if c3 := p.instance("C3"); c3.maxPool != 10000 {
 		t.Errorf("C3 serves up to %d", c3.maxPool)
 	}

@@ -105,7 +105,9 @@ func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round in
 			hits, okH := mAfter[metricHits]
 			reqs := mAfter[metricRequests] - mBefore[metricRequests]
 			if okH && reqs > 0 {
-				r.hitRatio = (hits - mBefore[metricHits]) / reqs
+				// Requests still in flight when wrk stops may have hit the
+				// cache but not been counted yet.
+				r.hitRatio = min(1, (hits-mBefore[metricHits])/reqs)
 			}
 		}
 	}

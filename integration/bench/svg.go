@@ -37,9 +37,9 @@ type plotPoint struct{ x, y, lo, hi float64 }
 
 // Layout of the chart, in SVG user units.
 const (
-	svgW, svgH   = 760, 420
+	svgW, svgH   = 800, 420
 	plotL, plotT = 70, 40
-	plotR, plotB = 560, 360
+	plotR, plotB = 540, 360
 )
 
 // svg renders the chart. Points with x ≤ 0 are skipped (log axis).
