@@ -33,7 +33,9 @@ func runGoBench(root, benchtime string, count int) ([]*goBench, string, error) {
 		return nil, "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
 	}
 	bs, err := parseGoBench(out.String())
-	return bs, "go " + strings.Join(args, " "), err
+	shown := strings.Join(args, " ")
+	shown = strings.ReplaceAll(strings.ReplaceAll(shown, "^$ ", "'^$' "), goBenchPattern, "'"+goBenchPattern+"'")
+	return bs, "go " + shown, err
 }
 
 // parseGoBench reads `go test -bench -benchmem` output lines such as

@@ -69,6 +69,7 @@ type options struct {
 	warmup       time.Duration
 	rounds       int
 	curveRounds  int
+	curveDur     time.Duration
 	connections  int
 	threads      int
 	pool         int
@@ -116,7 +117,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one measured wrk run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "an unmeasured wrk run per configuration and workload before the rounds")
 	fs.IntVar(&o.rounds, "rounds", 20, "interleaved rounds of the headline workloads (hot token, -pool uniform)")
-	fs.IntVar(&o.curveRounds, "curve-rounds", 5, "interleaved rounds of the other workloads of the curve")
+	fs.IntVar(&o.curveRounds, "curve-rounds", 6, "interleaved rounds of the other workloads of the curve (6 is the fewest whose range is a 95 % interval)")
+	fs.DurationVar(&o.curveDur, "curve-duration", 2*time.Second, "length of one measured wrk run of the curve's other workloads")
 	fs.IntVar(&o.connections, "connections", 64, "wrk connections")
 	fs.IntVar(&o.threads, "threads", 2, "wrk threads")
 	fs.IntVar(&o.pool, "pool", 10000, "distinct licenses of the headline pool")
@@ -134,7 +136,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.DurationVar(&o.profileTime, "profile-seconds", 5*time.Second, "length of each -cpuprofile capture")
 	fs.StringVar(&o.note, "note", "", "a remark written into the results (e.g. what else ran on the machine)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, token files)")
-	fs.BoolVar(&o.quick, "quick", false, "a smoke run of every part in about a minute, for CI: -rounds 2 -curve-rounds 1 -duration 1s -pool 1000 -pools 1000 -cluster-pool 1000 -gobench-time 100x -gobench-count 1 -out -")
+	fs.BoolVar(&o.quick, "quick", false, "a smoke run of every part in about a minute, for CI: -rounds 2 -curve-rounds 1 -duration 1s -curve-duration 1s -pool 1000 -pools 1000 -cluster-pool 1000 -gobench-time 100x -gobench-count 1 -out -")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./integration/bench [flags]\n\n")
 		fs.PrintDefaults()
@@ -149,7 +151,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	if o.quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		quick := map[string]string{"rounds": "2", "curve-rounds": "1", "duration": "1s", "pool": "1000",
+		quick := map[string]string{"rounds": "2", "curve-rounds": "1", "duration": "1s", "curve-duration": "1s", "pool": "1000",
 			"pools": "1000", "cluster-pool": "1000", "gobench-time": "100x", "gobench-count": "1", "out": "-"}
 		for name, v := range quick {
 			if !set[name] {
@@ -184,8 +186,8 @@ func parseInts(s string) ([]int, error) {
 
 func (o *options) validate() error {
 	switch {
-	case o.duration < time.Second:
-		return errors.New("-duration must be at least 1s")
+	case o.duration < time.Second || o.curveDur < time.Second:
+		return errors.New("-duration and -curve-duration must be at least 1s")
 	case o.rounds < 1 || o.curveRounds < 1:
 		return errors.New("-rounds and -curve-rounds must be at least 1")
 	case o.threads < 1 || o.connections < o.threads:
@@ -335,7 +337,7 @@ func run(o options) error {
 			return fmt.Errorf("%s, hot token: %w\ncaddy log:\n%s", in.name, err, in.p.tail())
 		}
 	}
-	logf("started %d Caddy configurations", len(p.insts))
+	logf("started %d Caddy configurations; the runs take about %v", len(p.insts), p.measureTime(&o).Round(time.Second))
 
 	stages, err := b.fill(ctx)
 	if err != nil {
@@ -354,6 +356,9 @@ func run(o options) error {
 	fmt.Println()
 	fmt.Print(md)
 	if o.out != "-" {
+		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
+			return err
+		}
 		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
 			return err
 		}
@@ -450,7 +455,11 @@ func (b *bench) measureAll(ctx context.Context) ([]result, error) {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				r, err := b.runOnce(ctx, in, g.w, round, b.o.duration)
+				d := b.o.duration
+				if !g.headline {
+					d = b.o.curveDur
+				}
+				r, err := b.runOnce(ctx, in, g.w, round, d)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, %s, %s: %w\ncaddy log:\n%s", round, in.name, g.w.label, err, in.p.tail())
 				}

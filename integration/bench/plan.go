@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // workload is what wrk sends: the hot token with every request (pool 0),
@@ -180,4 +181,21 @@ func (p *plan) instance(name string) *instance {
 		}
 	}
 	return nil
+}
+
+// measureTime is how long the measured and warm-up runs take, without
+// the start-up (building, minting, sending every token once).
+func (p *plan) measureTime(o *options) time.Duration {
+	var d time.Duration
+	for _, g := range p.groups {
+		run := o.duration
+		if !g.headline {
+			run = o.curveDur
+		}
+		d += time.Duration(len(g.insts)) * o.warmup
+		for r := 1; r <= g.rounds; r++ {
+			d += time.Duration(len(g.order(r))) * run
+		}
+	}
+	return d
 }

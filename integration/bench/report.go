@@ -451,8 +451,8 @@ func (rep *report) markdown() string {
 	if o.note != "" {
 		w("| note | %s |\n", o.note)
 	}
-	w("| runs | %v each, %d connections, %d wrk threads; headline %d rounds, curve %d rounds |\n",
-		o.duration, o.connections, o.threads, o.rounds, o.curveRounds)
+	w("| runs | %d connections, %d wrk threads; headline %d rounds × %v, rest of the curve %d rounds × %v |\n",
+		o.connections, o.threads, o.rounds, o.duration, o.curveRounds, o.curveDur)
 	w("\n")
 
 	w("## Headline\n\n")
@@ -542,8 +542,8 @@ func (rep *report) markdown() string {
 		w("## Handler chain (Go benchmark)\n\n")
 		w("`BenchmarkServeHTTP` in `module/bench_test.go`: the gate with a cached token in front of a no-op next handler, ")
 		w("beside the bare chain (the same per-request setup calling the next handler directly); `redis` counts in a real ")
-		w("redis-server on loopback. ns/op is the median of the repetitions. Allocations do not depend on the machine's ")
-		w("load at all.\n\n```sh\n%s\n```\n\n", e.goBenchCmd)
+		w("redis-server on loopback, so its ns/op includes the wait for the round trip. ns/op is the median of the ")
+		w("repetitions; allocations do not depend on the machine's load at all.\n\n```sh\n%s\n```\n\n", e.goBenchCmd)
 		w("| chain | ns/op | ×bare ns/op | gate's own ns/op | B/op | allocs/op | gate's own allocs |\n|---|--:|--:|--:|--:|--:|--:|\n")
 		var bare *goBench
 		for _, g := range rep.goBench {

@@ -90,16 +90,21 @@ func TestPlanLaysOutTheHeadlineAndTheCurve(t *testing.T) {
 		if got := strings.Join(ns, " "); got != want[g.w.key] {
 			t.Errorf("group %s: %q, want %q", g.w.key, got, want[g.w.key])
 		}
-		if headline := i < 2; g.headline != headline || (headline && g.rounds != 20) || (!headline && g.rounds != 5) {
+		if headline := i < 2; g.headline != headline || (headline && g.rounds != 20) || (!headline && g.rounds != 6) {
 			t.Errorf("group %s: headline %v, rounds %d", g.w.key, g.headline, g.rounds)
 		}
 	}
 	head := p.groups[1]
-	if len(head.order(5)) != 4 || len(head.order(6)) != 3 {
-		t.Errorf("C3 joins the headline pool's rounds %d times: %d, %d", head.extraRounds, len(head.order(5)), len(head.order(6)))
+	if len(head.order(6)) != 4 || len(head.order(7)) != 3 {
+		t.Errorf("C3 joins the headline pool's rounds %d times: %d, %d", head.extraRounds, len(head.order(6)), len(head.order(7)))
 	}
 	if c3 := p.instance("C3"); c3.maxPool != 10000 {
 		t.Errorf("C3 serves up to %d", c3.maxPool)
+	}
+	// hot 3×20×3s + 10k uniform (3×20 + 1×6)×3s + 1k 2×3×6×2s + 10k zipf 4×6×2s
+	// + 100k 2×5×6×2s, and 1s of warm-up for each of the 27 pairs.
+	if got, want := p.measureTime(&o), (180+198+72+48+120+27)*time.Second; got != want {
+		t.Errorf("measure time %v, want %v", got, want)
 	}
 	if p.maxRounds() != 20 || len(p.pools) != 3 {
 		t.Errorf("max rounds %d, pools %v", p.maxRounds(), p.pools)
