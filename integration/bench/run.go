@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/licensegate/licensegate/module"
 )
 
 //go:embed bench.lua
@@ -138,8 +140,8 @@ func (b *bench) used(in *instance, token string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	limit, err1 := strconv.ParseInt(h.Get("X-License-Credits-Limit"), 10, 64)
-	remaining, err2 := strconv.ParseInt(h.Get("X-License-Credits-Remaining"), 10, 64)
+	limit, err1 := strconv.ParseInt(h.Get(module.HeaderCreditsLimit), 10, 64)
+	remaining, err2 := strconv.ParseInt(h.Get(module.HeaderCreditsRemaining), 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
 		return 0, fmt.Errorf("credits headers: %w", err)
 	}
@@ -179,9 +181,9 @@ func (b *bench) checkOnce(in *instance, token string) (http.Header, error) {
 	if resp.StatusCode != http.StatusOK || string(body) != "ok" {
 		return nil, fmt.Errorf("status %d, body %q", resp.StatusCode, body)
 	}
-	gated := resp.Header.Get("X-License-Credits-Limit") != ""
+	gated := resp.Header.Get(module.HeaderCreditsLimit) != ""
 	if gated != in.gate {
-		return nil, fmt.Errorf("X-License-Credits-Limit present: %v, want %v", gated, in.gate)
+		return nil, fmt.Errorf("%s present: %v, want %v", module.HeaderCreditsLimit, gated, in.gate)
 	}
 	return resp.Header, nil
 }
