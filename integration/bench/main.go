@@ -280,24 +280,8 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("tokens: %w", err)
 	}
-	p.files(dir)
-	for i, g := range p.groups {
-		if g.w.pool == 0 {
-			continue
-		}
-		if err := toks.writePool(g.w.tokPath, g.w.pool); err != nil {
-			return err
-		}
-		seq, err := indexSequence(g.w.dist, g.w.pool, sequenceLen, uint64(i+1))
-		if err != nil {
-			return err
-		}
-		if err := writeSequence(g.w.seqPath, seq); err != nil {
-			return err
-		}
-	}
-	scriptPath := filepath.Join(dir, "bench.lua")
-	if err := os.WriteFile(scriptPath, benchLua, 0o644); err != nil {
+	scriptPath, err := writeWorkloads(p, toks, dir)
+	if err != nil {
 		return err
 	}
 
@@ -382,6 +366,35 @@ func run(o options) error {
 		return fmt.Errorf("the measurement failed:\n  %s", strings.Join(errs, "\n  "))
 	}
 	return nil
+}
+
+// writeWorkloads writes each pool's token file and index sequence and the
+// wrk script into dir, and returns the script's path.
+func writeWorkloads(p *plan, toks *tokens, dir string) (string, error) {
+	p.files(dir)
+	for _, g := range p.groups {
+		if g.w.pool == 0 {
+			continue
+		}
+		if err := toks.writePool(g.w.tokPath, g.w.pool); err != nil {
+			return "", err
+		}
+		// The seed depends only on the workload, so every run of the
+		// harness sends the same sequence.
+		seed := uint64(g.w.pool) << 1
+		if g.w.dist == distZipf {
+			seed |= 1
+		}
+		seq, err := indexSequence(g.w.dist, g.w.pool, sequenceLen, seed)
+		if err != nil {
+			return "", err
+		}
+		if err := writeSequence(g.w.seqPath, seq); err != nil {
+			return "", err
+		}
+	}
+	scriptPath := filepath.Join(dir, "bench.lua")
+	return scriptPath, os.WriteFile(scriptPath, benchLua, 0o644)
 }
 
 // fill sends every pool token once to every gate instance that serves

@@ -325,6 +325,7 @@ type memRow struct {
 	heap, rss  int64
 	heapPerLic float64 // NaN when the cache cannot hold the pool
 	redisPer   float64 // NaN for memory stores
+	keysPer    float64 // Redis keys per license, single node; NaN otherwise
 }
 
 func (rep *report) memRows() []memRow {
@@ -339,7 +340,8 @@ func (rep *report) memRows() []memRow {
 			if !ok || in.maxPool < st.pool {
 				continue
 			}
-			r := memRow{pool: st.pool, in: in, heap: m.heap, rss: m.rss, heapPerLic: math.NaN(), redisPer: math.NaN()}
+			r := memRow{pool: st.pool, in: in, heap: m.heap, rss: m.rss, heapPerLic: math.NaN(), redisPer: math.NaN(),
+				keysPer: math.NaN()}
 			// A full cache shard evicts: the growth then is not per license.
 			if st.pool*5/4 <= effectiveCache(in) {
 				r.heapPerLic = perLicense(m.heap, base.inst[in.name].heap, st.pool)
@@ -349,6 +351,7 @@ func (rep *report) memRows() []memRow {
 				r.redisPer = perLicense(st.clusterUsed, base.clusterUsed, st.pool)
 			case in.store == "redis":
 				r.redisPer = perLicense(st.redisUsed, base.redisUsed, st.pool)
+				r.keysPer = perLicense(st.redisKeys, base.redisKeys, st.pool)
 			}
 			out = append(out, r)
 		}
@@ -598,11 +601,16 @@ func (rep *report) markdown() string {
 		w("its resident set (`VmRSS`); per license is the growth since only the hot token was sent, divided by the pool ")
 		w("(shown only where the cache holds the whole pool). B's heap also holds the in-memory store's counters. ")
 		w("Redis per license is the growth of `used_memory` (summed over the Cluster's nodes for C3).\n\n")
-		w("| pool | scenario | cache_size | live heap | heap per license | RSS | Redis per license |\n|--:|---|--:|--:|--:|--:|--:|\n")
+		w("| pool | scenario | cache_size | live heap | heap per license | RSS | Redis per license | Redis keys per license |\n")
+		w("|--:|---|--:|--:|--:|--:|--:|--:|\n")
 		for _, m := range rows {
-			w("| %s | %s | %s | %s | %s | %s | %s |\n", countLabel(float64(m.pool)), m.in.name,
+			keys := "—"
+			if !math.IsNaN(m.keysPer) {
+				keys = fmt.Sprintf("%.2f", m.keysPer)
+			}
+			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", countLabel(float64(m.pool)), m.in.name,
 				m.in.cacheLabel(module.DefaultCacheSize), bytesText(float64(m.heap)), bytesText(m.heapPerLic),
-				bytesText(float64(m.rss)), bytesText(m.redisPer))
+				bytesText(float64(m.rss)), bytesText(m.redisPer), keys)
 		}
 		w("\n")
 	}
