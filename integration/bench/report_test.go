@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"math"
@@ -248,5 +249,26 @@ func TestMemoryPerLicenseNeedsAPoolTheCacheHolds(t *testing.T) {
 	}
 	if r := got["1k B"]; r.heapPerLic != 1000 || !math.IsNaN(r.redisPer) {
 		t.Errorf("1k B: %+v", r)
+	}
+}
+
+func TestCheckChargedAllowsOnlyTheRequestsInFlight(t *testing.T) {
+	tests := []struct {
+		name    string
+		charged int64
+		wantErr bool
+	}{
+		{"every answered request charged once is right", 1000, false},
+		{"requests in flight at the end may be charged too", 1064, false},
+		{"a request answered but not charged is a miscount", 999, true},
+		{"more charges than requests and connections is a miscount", 1065, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := checkCharged(tt.charged, 1000, 64)
+			if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, errMiscount)) {
+				t.Errorf("checkCharged(%d, 1000, 64) = %v", tt.charged, err)
+			}
+		})
 	}
 }
