@@ -4,8 +4,11 @@
 //
 // Run it from the repository root on a quiet machine:
 //
-//	go run ./integration/bench            # everything, about 15 minutes
+//	go run ./integration/bench            # everything, about 16 minutes
 //	go run ./integration/bench -quick     # a smoke run of every part, about a minute
+//
+// The first run also mints the 100,000 pool tokens (a minute or two on two
+// cores) into a cache directory (-tokens) that later runs reuse.
 //
 // It builds the licensegate binary, runs the handler-chain Go benchmark
 // (BenchmarkServeHTTP in module/bench_test.go), starts a trivial upstream
