@@ -280,7 +280,11 @@ func (p *pinning) describe() string {
 	if p == nil {
 		return "not pinned: the scheduler places every process"
 	}
-	return fmt.Sprintf("pinned with taskset: Caddy on CPU %s; wrk, the upstream and Redis on CPU %s", p.caddy, p.other)
+	d := fmt.Sprintf("pinned with taskset: Caddy on CPU %s; wrk, the upstream and the single Redis on CPU %s", p.caddy, p.other)
+	if p.other == "1" {
+		d += " (with 2 cores Redis shares the load generator's core, and Caddy has one core to itself)"
+	}
+	return d
 }
 
 // commandOutput runs a command and returns its trimmed output, or "?".

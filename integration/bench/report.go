@@ -463,8 +463,8 @@ func (rep *report) markdown() string {
 	w("requests/s divided by A's in the same round; the table gives the median of these paired ratios and, in brackets, ")
 	w("a %.0f %% confidence interval of that median (order statistics: for 20 rounds the 6th and 15th smallest ratio; ", 100*confidence)
 	w("below 6 rounds only the range). `Caddy CPU` is the CPU time (user + system, from `/proc`) Caddy spent per ")
-	w("request: unlike requests/s it hardly depends on what else runs, so its paired ratio is the steadier measure of ")
-	w("the gate's own cost. `all CPU` adds wrk, the upstream and Redis.\n\n")
+	w("request: unlike requests/s it hardly depends on what else runs, so its paired ratio (above 1: what the gate adds) ")
+	w("is the steadier measure of the gate's own cost. `all CPU` adds wrk, the upstream and Redis.\n\n")
 	w("| scenario | tokens | req/s | ×A | Caddy CPU/req | Caddy CPU ×A | all CPU/req | p99 | p99 added |\n")
 	w("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, g := range rep.plan.groups {
