@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
-	"unsafe"
 )
 
 // Rules are a route's license requirements, built once from configuration.
@@ -188,8 +187,8 @@ func ClaimString(v any) (string, bool) {
 }
 
 // constantEqual compares two strings in time that depends only on their
-// lengths, without copying them.
+// lengths. The conversions do not copy: the compiler sees that the bytes
+// are only read (BenchmarkCheck allocates nothing).
 func constantEqual(a, b string) bool {
-	return subtle.ConstantTimeCompare(unsafe.Slice(unsafe.StringData(a), len(a)),
-		unsafe.Slice(unsafe.StringData(b), len(b))) == 1
+	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
