@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,14 +52,22 @@ const (
 // handler, or rejects it with a 10Duke-style JSON error body.
 type Gate struct {
 	// JWKSURLs are key set URLs, refreshed every Refresh; a token naming an
-	// unknown kid triggers one early, rate-limited refresh.
+	// unknown kid triggers one early, rate-limited refresh in the
+	// background. Like JWKSFiles and Secret, they are flat sources: bound
+	// to the one entry of Issuers, or to any issuer when the gate names
+	// none (see IssuerKeys for several issuers).
 	JWKSURLs []string `json:"jwks_urls,omitempty"`
 	// OIDCIssuers are OpenID issuers: their discovery document gives the
-	// jwks_uri, and each is also accepted (and required, when no other
-	// issuer is configured) as iss.
+	// jwks_uri, and the keys found there verify only tokens whose iss is
+	// that issuer (which is accepted as iss).
 	OIDCIssuers []string `json:"oidc_issuers,omitempty"`
-	// JWKSFiles are key set (or single JWK) files read at provisioning.
+	// JWKSFiles are key set (or single JWK) files read at provisioning;
+	// flat sources, bound as JWKSURLs are.
 	JWKSFiles []string `json:"jwks_files,omitempty"`
+	// IssuerKeys bind key sources to their issuer, one entry per issuer
+	// (the Caddyfile's issuer <iss> { ... } block): a key verifies only
+	// tokens of the issuer it is bound to.
+	IssuerKeys []IssuerKeys `json:"issuer_keys,omitempty"`
 	// Refresh is the periodic key set refresh interval. Default 15m.
 	Refresh caddy.Duration `json:"refresh,omitempty"`
 	// KidRefreshInterval is the least time between two refreshes caused
@@ -71,7 +78,9 @@ type Gate struct {
 	// JWKSMaxSize caps a key set response in bytes. Default 1 MiB.
 	JWKSMaxSize int64 `json:"jwks_max_size,omitempty"`
 
-	// Issuers: when set, iss must equal one of them.
+	// Issuers: when set, iss must equal one of them, or of OIDCIssuers
+	// and IssuerKeys. The flat sources (JWKSURLs, JWKSFiles, Secret) bind
+	// to the only entry; with two or more, they must move into IssuerKeys.
 	Issuers []string `json:"issuers,omitempty"`
 	// Audiences: when set, aud must contain one of them.
 	Audiences []string `json:"audiences,omitempty"`
@@ -79,7 +88,8 @@ type Gate struct {
 	// (plus HS256/384/512 when a secret is set).
 	Algorithms []string `json:"algorithms,omitempty"`
 	// Secret is the HMAC key for HS* tokens; placeholders such as
-	// {env.LICENSE_HMAC} are replaced at provisioning. Never logged.
+	// {env.LICENSE_HMAC} are replaced at provisioning. Never logged. A
+	// flat source, bound as JWKSURLs are.
 	Secret string `json:"secret,omitempty"`
 	// Leeway is the clock skew allowed on exp, nbf, ibb and ibe. Default 30s.
 	Leeway *caddy.Duration `json:"leeway,omitempty"`
@@ -290,15 +300,8 @@ func (g *Gate) provisionOptions() error {
 }
 
 func (g *Gate) provisionVerifier() error {
-	if len(g.JWKSURLs)+len(g.OIDCIssuers)+len(g.JWKSFiles) == 0 && g.Secret == "" {
-		return fmt.Errorf("no key source: set jwks_url, oidc_issuer, jwks_file or secret")
-	}
 	repl := caddy.NewReplacer()
-	secret := repl.ReplaceAll(g.Secret, "")
-	if g.Secret != "" && secret == "" {
-		return fmt.Errorf("secret is empty after replacing placeholders")
-	}
-	algs, err := algorithmsFor(g.Algorithms, secret != "")
+	plan, err := g.planBindings(repl)
 	if err != nil {
 		return err
 	}
@@ -313,31 +316,7 @@ func (g *Gate) provisionVerifier() error {
 		cache:    newTokenCache(cmpOr(g.CacheSize, DefaultCacheSize)),
 		cacheTTL: defaultCacheTTL,
 		leeway:   g.rules.Leeway,
-		issuers:  slices.Concat(g.Issuers, g.OIDCIssuers),
 		keep:     append(make([]string, 0, len(g.rules.MatchClaims)), g.rules.MatchClaims...),
-	}
-	if secret != "" {
-		v.secret = []byte(secret)
-	}
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(algs),
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(g.rules.Leeway),
-		jwt.WithJSONNumber(),
-		jwt.WithStrictDecoding(),
-		jwt.WithTimeFunc(func() time.Time { return g.now() }),
-	}
-	if len(g.Audiences) > 0 {
-		opts = append(opts, jwt.WithAudience(g.Audiences...))
-	}
-	v.parser = jwt.NewParser(opts...)
-
-	for _, path := range g.JWKSFiles {
-		src, err := loadKeyFile(repl.ReplaceAll(path, ""), g.logger)
-		if err != nil {
-			return err
-		}
-		v.sources = append(v.sources, src)
 	}
 	refresh := DefaultRefresh
 	if g.Refresh > 0 {
@@ -353,34 +332,85 @@ func (g *Gate) provisionVerifier() error {
 		maxBytes:     cmpOr(g.JWKSMaxSize, DefaultJWKSMaxSize),
 		retryInitial: defaultRetryInitial,
 	}
-	add := func(url string, discovery bool) error {
-		o := base
-		o.url, o.discovery = repl.ReplaceAll(url, ""), discovery
-		if !strings.HasPrefix(o.url, "https://") && !strings.HasPrefix(o.url, "http://") {
-			return fmt.Errorf("key source %q is not an http(s) URL", o.url)
-		}
-		val, _, err := keyPool.LoadOrNew(o.poolKey(), func() (caddy.Destructor, error) {
-			return newRemoteKeys(o), nil
-		})
-		if err != nil {
-			return err
-		}
-		g.keyKeys = append(g.keyKeys, o.poolKey())
-		v.sources = append(v.sources, val.(*remoteKeys))
-		return nil
+	if v.bindings, err = g.openBindings(plan, base); err != nil {
+		return err
 	}
-	for _, u := range g.JWKSURLs {
-		if err := add(u, false); err != nil {
-			return err
-		}
+	algs, err := algorithmsFor(g.Algorithms, v.bindings.hasSecret())
+	if err != nil {
+		return err
 	}
-	for _, u := range g.OIDCIssuers {
-		if err := add(u, true); err != nil {
-			return err
-		}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(algs),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(g.rules.Leeway),
+		jwt.WithJSONNumber(),
+		jwt.WithStrictDecoding(),
+		jwt.WithTimeFunc(func() time.Time { return g.now() }),
 	}
+	if len(g.Audiences) > 0 {
+		opts = append(opts, jwt.WithAudience(g.Audiences...))
+	}
+	v.parser = jwt.NewParser(opts...)
 	g.verifier = v
 	return nil
+}
+
+// openBindings opens the planned key sources: key files are read now,
+// remote key sets come from keyPool (shared with other gates and across
+// reloads) and log through this config's logger from now on.
+func (g *Gate) openBindings(p *bindingPlan, base remoteOptions) (*keyBindings, error) {
+	files := make(map[string]*staticKeys)
+	open := func(spec *issuerSpec) (*issuerKeys, error) {
+		ik := &issuerKeys{}
+		if spec.secret != "" {
+			ik.secret = []byte(spec.secret)
+		}
+		for _, src := range spec.sources {
+			if src.kind == "jwks_file" {
+				f := files[src.arg]
+				if f == nil {
+					var err error
+					if f, err = loadKeyFile(src.arg, g.logger); err != nil {
+						return nil, err
+					}
+					files[src.arg] = f
+				}
+				ik.sources = append(ik.sources, f)
+				continue
+			}
+			o := base
+			o.url, o.discovery = src.arg, src.kind == "oidc_issuer"
+			if !strings.HasPrefix(o.url, "https://") && !strings.HasPrefix(o.url, "http://") {
+				return nil, fmt.Errorf("key source %q is not an http(s) URL", o.url)
+			}
+			val, _, err := keyPool.LoadOrNew(o.poolKey(), func() (caddy.Destructor, error) {
+				return newRemoteKeys(o), nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			g.keyKeys = append(g.keyKeys, o.poolKey())
+			rk := val.(*remoteKeys)
+			rk.setLogger(g.logger)
+			ik.sources = append(ik.sources, rk)
+		}
+		return ik, nil
+	}
+	b := &keyBindings{}
+	if p.any != nil {
+		var err error
+		b.any, err = open(p.any)
+		return b, err
+	}
+	b.byIssuer = make(map[string]*issuerKeys, len(p.byIssuer))
+	for _, iss := range p.order {
+		ik, err := open(p.byIssuer[iss])
+		if err != nil {
+			return nil, err
+		}
+		b.byIssuer[iss] = ik
+	}
+	return b, nil
 }
 
 // Cleanup releases the shared key sets and store.

@@ -22,10 +22,13 @@ type keySource interface {
 	// current returns the newest usable key set, nil when none was ever
 	// loaded.
 	current() *keySet
-	// refreshFor asks for an early refresh because a token names a kid the
-	// set does not have. It is rate-limited; it reports whether the set
-	// now has the kid.
-	refreshFor(ctx context.Context, kid string) bool
+	// refreshFor is called when no key of the current set fits a token
+	// (kid, when hasKid, is the kid it names). Once keys are loaded it
+	// never waits: it may start a rate-limited refresh in the background
+	// and reports at once. Before the first load it waits, at most
+	// jwks_timeout and never behind a fetch queue, for the one fetch in
+	// flight. It reports whether the current set may now fit the token.
+	refreshFor(ctx context.Context, kid string, hasKid bool) bool
 	// name identifies the source in logs.
 	name() string
 }
@@ -36,9 +39,9 @@ type staticKeys struct {
 	set  *keySet
 }
 
-func (s *staticKeys) current() *keySet                        { return s.set }
-func (s *staticKeys) refreshFor(context.Context, string) bool { return false }
-func (s *staticKeys) name() string                            { return s.path }
+func (s *staticKeys) current() *keySet                              { return s.set }
+func (s *staticKeys) refreshFor(context.Context, string, bool) bool { return false }
+func (s *staticKeys) name() string                                  { return s.path }
 
 // loadKeyFile reads a JWKS file (or a single JWK) from disk.
 func loadKeyFile(path string, logger *zap.Logger) (*staticKeys, error) {
@@ -78,11 +81,16 @@ type remoteOptions struct {
 	url          string        // the JWKS URL, or the issuer for discovery
 	discovery    bool          // url is an OpenID issuer
 	refresh      time.Duration // periodic refresh
-	minEarly     time.Duration // least time between two kid-triggered refreshes
-	timeout      time.Duration // per fetch
+	minEarly     time.Duration // least time between two request-started fetches
+	timeout      time.Duration // per fetch, and the longest a request waits for one
 	maxBytes     int64         // response size cap
 	retryInitial time.Duration // first retry delay while nothing is loaded
 }
+
+// maxRetryDelay caps the backoff of the first load: a key server that was
+// down at start is tried again at least once a minute, not once per
+// refresh interval.
+const maxRetryDelay = time.Minute
 
 // poolKey identifies a shareable remote source.
 func (o remoteOptions) poolKey() string {
@@ -92,27 +100,45 @@ func (o remoteOptions) poolKey() string {
 // remoteKeys is a key set fetched over HTTP(S) and refreshed in the
 // background. It keeps the last good set when the key server fails, and is
 // shared across config reloads through keyPool.
+//
+// At most one fetch runs at a time, and nobody queues for it: the
+// periodic refresher, an early refresh for an unknown kid and the requests
+// waiting for the first load all share the fetch in flight. Once a set is
+// loaded, requests only read it (an atomic load) and never wait.
 type remoteKeys struct {
 	opts   remoteOptions
 	client *http.Client
-	logger *zap.Logger
 	now    func() time.Time
+
+	// logger is the logger of the newest config using this source: the
+	// source outlives reloads, the config that created it does not.
+	logger atomic.Pointer[zap.Logger]
 
 	set     atomic.Pointer[keySet]
 	jwksURL atomic.Pointer[string] // resolved by discovery
 
-	fetchMu     sync.Mutex // one fetch at a time
-	lastRefused string     // the refusals last logged; guarded by fetchMu
+	lastRefused string // the refusals last logged; only the fetch in flight touches it
 	failing     atomic.Bool
 
-	// The kid-refresh limiter is one timestamp, whatever the number of
-	// kids presented. It has its own lock so that requests naming unknown
-	// kids never queue behind a fetch from a hanging key server.
+	flightMu sync.Mutex
+	flight   *fetchFlight // the fetch in flight, nil when none; guarded by flightMu
+	closed   bool         // Destruct began: no new fetch; guarded by flightMu
+	fetches  sync.WaitGroup
+
+	// The early-refresh limiter is one timestamp, whatever the number of
+	// kids presented.
 	earlyMu   sync.Mutex
 	lastEarly time.Time // guarded by earlyMu
 
+	ctx    context.Context // ends at Destruct; fetches run under it
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// fetchFlight is one fetch in flight; done is closed when it ends.
+type fetchFlight struct {
+	done chan struct{}
+	err  error // set before done is closed
 }
 
 // keyPool shares remote key sets across config reloads, so a reload
@@ -121,6 +147,10 @@ var keyPool = caddy.NewUsagePool()
 
 // errNoRedirects stops redirect chains: a key URL is configured exactly.
 var errNoRedirects = errors.New("key server redirects are not followed")
+
+// errDowngrade refuses a discovery document that would move an https
+// issuer's keys to plain http, where anyone on the path could swap them.
+var errDowngrade = errors.New("the discovery document of an https issuer names an http jwks_uri")
 
 func newRemoteKeys(o remoteOptions) *remoteKeys {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -132,112 +162,195 @@ func newRemoteKeys(o remoteOptions) *remoteKeys {
 				return errNoRedirects
 			},
 		},
-		logger: caddy.Log().Named("http.handlers.license_gate"),
 		now:    time.Now,
+		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
+	r.logger.Store(caddy.Log().Named("http.handlers.license_gate"))
 	if !o.discovery {
 		u := o.url
 		r.jwksURL.Store(&u)
 	}
-	go r.run(ctx)
+	go r.run()
 	return r
 }
 
-// Destruct stops the refresher; it implements caddy.Destructor.
+// setLogger makes the source log through l from now on; each config that
+// uses the source calls it at provisioning.
+func (r *remoteKeys) setLogger(l *zap.Logger) {
+	if l != nil {
+		r.logger.Store(l)
+	}
+}
+
+func (r *remoteKeys) log() *zap.Logger { return r.logger.Load() }
+
+// Destruct stops the refresher and waits for the fetch in flight; it
+// implements caddy.Destructor.
 func (r *remoteKeys) Destruct() error {
 	r.cancel()
 	<-r.done
+	r.flightMu.Lock()
+	r.closed = true
+	r.flightMu.Unlock()
+	r.fetches.Wait()
 	return nil
 }
 
 func (r *remoteKeys) current() *keySet { return r.set.Load() }
 func (r *remoteKeys) name() string     { return r.opts.url }
 
-// run loads the keys, retrying with backoff until the first success, then
-// refreshes them every opts.refresh until the context ends.
-func (r *remoteKeys) run(ctx context.Context) {
+// run loads the keys, retrying with backoff (capped at maxRetryDelay) until
+// the first success, then refreshes them every opts.refresh until Destruct.
+func (r *remoteKeys) run() {
 	defer close(r.done)
 	delay := r.opts.retryInitial
 	for {
-		err := r.fetch(ctx)
-		wait := r.opts.refresh
-		if err != nil && r.set.Load() == nil {
-			wait = delay
-			delay = min(delay*2, r.opts.refresh)
+		f := r.startFetch()
+		if f == nil {
+			return
 		}
 		select {
-		case <-ctx.Done():
+		case <-r.ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-f.done:
+		}
+		wait := r.opts.refresh
+		if r.set.Load() == nil {
+			wait = delay
+			delay = min(delay*2, maxRetryDelay, r.opts.refresh)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }
 
-// refreshFor implements keySource: at most one early fetch per minEarly,
-// whatever the number of unknown kids presented.
-func (r *remoteKeys) refreshFor(ctx context.Context, kid string) bool {
-	if r.set.Load().has(kid) {
-		return true
-	}
-	if r.set.Load() == nil {
-		// Nothing loaded yet: the first load may be in flight; wait for
-		// it rather than answer 503 at once. Once keys are loaded, no
-		// request waits for a fetch it did not start.
-		r.fetchMu.Lock()
-		r.fetchMu.Unlock()
-		if r.set.Load().has(kid) {
-			return true
-		}
-	}
-	r.earlyMu.Lock()
-	now := r.now()
-	if !r.lastEarly.IsZero() && now.Sub(r.lastEarly) < r.opts.minEarly {
-		r.earlyMu.Unlock()
-		// Another request's refresh may have brought the kid meanwhile.
-		return r.set.Load().has(kid)
-	}
-	r.lastEarly = now
-	r.earlyMu.Unlock()
-	// The fetch outlives the request that caused it: a client hanging up
-	// must not abort it, since the rate limit's slot is spent either way
-	// (opts.timeout still bounds it).
-	_ = r.fetchFor(context.WithoutCancel(ctx), kid)
-	return r.set.Load().has(kid)
-}
-
-// fetch loads the key set once (resolving discovery first when needed) and
-// stores it when usable. Failures keep the previous set.
-func (r *remoteKeys) fetch(ctx context.Context) error { return r.fetchFor(ctx, "") }
-
-// fetchFor is fetch for a kid: it skips the fetch when one that ran while
-// it waited brought the kid.
-func (r *remoteKeys) fetchFor(ctx context.Context, kid string) error {
-	r.fetchMu.Lock()
-	defer r.fetchMu.Unlock()
-	if kid != "" && r.set.Load().has(kid) {
+// startFetch returns the fetch in flight, starting one when none is; nil
+// after Destruct. The fetch runs under the source's own context: a client
+// hanging up does not abort a fetch others may be waiting for.
+func (r *remoteKeys) startFetch() *fetchFlight {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	if r.closed {
 		return nil
 	}
-	err := r.fetchLocked(ctx)
+	if r.flight != nil {
+		return r.flight
+	}
+	f := &fetchFlight{done: make(chan struct{})}
+	r.flight = f
+	r.fetches.Add(1)
+	go func() {
+		defer r.fetches.Done()
+		f.err = r.fetchNow(r.ctx)
+		r.flightMu.Lock()
+		r.flight = nil
+		r.flightMu.Unlock()
+		close(f.done)
+	}()
+	return f
+}
+
+// inFlight returns the fetch in flight, nil when none is.
+func (r *remoteKeys) inFlight() *fetchFlight {
+	r.flightMu.Lock()
+	defer r.flightMu.Unlock()
+	return r.flight
+}
+
+// takeEarlySlot reports whether a request may start a fetch now: at most
+// one per opts.minEarly, whatever the number of kids presented.
+func (r *remoteKeys) takeEarlySlot() bool {
+	r.earlyMu.Lock()
+	defer r.earlyMu.Unlock()
+	now := r.now()
+	if !r.lastEarly.IsZero() && now.Sub(r.lastEarly) < r.opts.minEarly {
+		return false
+	}
+	r.lastEarly = now
+	return true
+}
+
+// refreshFor implements keySource.
+func (r *remoteKeys) refreshFor(ctx context.Context, kid string, hasKid bool) bool {
+	if set := r.set.Load(); set != nil {
+		if !hasKid {
+			// No kid: every key was tried; a refresh would not know
+			// what to look for.
+			return false
+		}
+		if set.has(kid) {
+			return true
+		}
+		// An unknown kid: refresh in the background, answer now. A
+		// kid published just before its first token is known within
+		// one fetch; a flood of made-up kids costs at most one fetch
+		// per minEarly.
+		if r.takeEarlySlot() {
+			r.startFetch()
+		}
+		return false
+	}
+	// Nothing loaded yet: join the fetch in flight (the first load, or a
+	// retry), or start one when the limiter allows, and wait for it at
+	// most opts.timeout.
+	f := r.inFlight()
+	if f == nil && r.takeEarlySlot() {
+		f = r.startFetch()
+	}
+	if f == nil {
+		return false
+	}
+	t := time.NewTimer(r.opts.timeout)
+	defer t.Stop()
+	select {
+	case <-f.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return r.set.Load() != nil
+}
+
+// fetch runs one fetch now, sharing the one in flight, and waits for it;
+// tests use it.
+func (r *remoteKeys) fetch() error {
+	f := r.startFetch()
+	if f == nil {
+		return errors.New("key source closed")
+	}
+	<-f.done
+	return f.err
+}
+
+// fetchNow loads the key set once (resolving discovery first when needed)
+// and stores it when usable. Failures keep the previous set. Only the
+// fetch in flight calls it.
+func (r *remoteKeys) fetchNow(ctx context.Context) error {
+	err := r.load(ctx)
 	if err != nil {
 		jwksRefreshes.WithLabelValues("error").Inc()
 		// Log once per failure window: the first failure, then the
 		// recovery, not every retry.
 		if !r.failing.Swap(true) {
-			r.logger.Error("key set fetch failed; keeping the last good keys",
+			r.log().Error("key set fetch failed; keeping the last good keys",
 				zap.String("source", r.opts.url), zap.Bool("have_keys", r.set.Load() != nil), zap.Error(err))
 		}
 		return err
 	}
 	jwksRefreshes.WithLabelValues("ok").Inc()
 	if r.failing.Swap(false) {
-		r.logger.Info("key set fetch recovered", zap.String("source", r.opts.url))
+		r.log().Info("key set fetch recovered", zap.String("source", r.opts.url))
 	}
 	return nil
 }
 
-func (r *remoteKeys) fetchLocked(ctx context.Context) error {
+func (r *remoteKeys) load(ctx context.Context) error {
 	u := r.jwksURL.Load()
 	if u == nil {
 		found, err := r.discover(ctx)
@@ -255,7 +368,7 @@ func (r *remoteKeys) fetchLocked(ctx context.Context) error {
 	// Refused keys are logged when the refusals change, not on every
 	// refresh of the same document.
 	if key := refusedKeyString(refused); key != r.lastRefused {
-		logRefused(r.logger, *u, refused)
+		logRefused(r.log(), *u, refused)
 		r.lastRefused = key
 	}
 	if err != nil {
@@ -295,6 +408,9 @@ func (r *remoteKeys) discover(ctx context.Context) (string, error) {
 	}
 	if !strings.HasPrefix(meta.JWKSURI, "https://") && !strings.HasPrefix(meta.JWKSURI, "http://") {
 		return "", fmt.Errorf("discovery document has no usable jwks_uri")
+	}
+	if strings.HasPrefix(r.opts.url, "https://") && !strings.HasPrefix(meta.JWKSURI, "https://") {
+		return "", fmt.Errorf("%w (%.200s); refused", errDowngrade, meta.JWKSURI)
 	}
 	return meta.JWKSURI, nil
 }

@@ -92,28 +92,41 @@ func TestRemoteKeysEarlyRefreshIsRateLimited(t *testing.T) {
 	r.now = clk.Now
 	waitFor(t, "the first fetch", func() bool { return r.current().has("k1") })
 	ctx := context.Background()
+	idle := func() { waitFor(t, "the refresh to end", func() bool { return r.inFlight() == nil }) }
 
-	if !r.refreshFor(ctx, "k1") || srv.fetches.Load() != 1 {
+	if !r.refreshFor(ctx, "k1", true) || srv.fetches.Load() != 1 {
 		t.Fatalf("a known kid caused a fetch: %d", srv.fetches.Load())
 	}
-	if r.refreshFor(ctx, "nope") || srv.fetches.Load() != 2 {
-		t.Fatalf("the first unknown kid did not refresh once: %d", srv.fetches.Load())
+	if r.refreshFor(ctx, "nope", true) {
+		t.Fatal("an unknown kid was reported found")
 	}
+	waitFor(t, "the early refresh", func() bool { return srv.fetches.Load() == 2 })
+	idle()
 	for i := 0; i < 100; i++ {
-		if r.refreshFor(ctx, "flood") {
+		if r.refreshFor(ctx, "flood", true) {
 			t.Fatal("unknown kid found")
 		}
 	}
+	idle()
 	if n := srv.fetches.Load(); n != 2 {
 		t.Fatalf("100 unknown kids within the interval caused %d fetches, want 2 in all", n)
 	}
+	if r.refreshFor(ctx, "k1", false) || srv.fetches.Load() != 2 {
+		t.Fatal("a token without kid that no key fits caused a refresh")
+	}
 	srv.set(jwksDoc(k1.public(t), k2.public(t)), http.StatusOK)
-	if r.refreshFor(ctx, "k2") {
+	if r.refreshFor(ctx, "k2", true) {
 		t.Fatal("k2 found before the interval passed")
 	}
+	idle()
+	if r.current().has("k2") || srv.fetches.Load() != 2 {
+		t.Fatal("k2 fetched before the interval passed")
+	}
 	clk.Add(10 * time.Second)
-	if !r.refreshFor(ctx, "k2") || srv.fetches.Load() != 3 {
-		t.Fatalf("k2 not found after the interval: %d fetches", srv.fetches.Load())
+	r.refreshFor(ctx, "k2", true)
+	waitFor(t, "k2 after the interval", func() bool { return r.current().has("k2") })
+	if n := srv.fetches.Load(); n != 3 {
+		t.Fatalf("%d fetches, want 3", n)
 	}
 }
 
@@ -122,8 +135,6 @@ func TestRemoteKeysKeepTheLastGoodSet(t *testing.T) {
 	k1 := newKey(t, "k1", "ES256")
 	srv := newJWKSServer(t, jwksDoc(k1.public(t)))
 	r := remoteFor(t, srv.URL+"/jwks.json", false, func(o *remoteOptions) { o.maxBytes = 4096 })
-	clk := newClock()
-	r.now = clk.Now
 	waitFor(t, "the first fetch", func() bool { return r.current().has("k1") })
 
 	for _, bad := range []struct {
@@ -140,8 +151,9 @@ func TestRemoteKeysKeepTheLastGoodSet(t *testing.T) {
 	} {
 		srv.set(bad.doc, bad.status)
 		before := srv.fetches.Load()
-		clk.Add(time.Minute)
-		r.refreshFor(context.Background(), "other")
+		if r.fetch() == nil {
+			t.Fatalf("%s: the fetch succeeded", bad.name)
+		}
 		if srv.fetches.Load() != before+1 {
 			t.Fatalf("%s: no fetch happened", bad.name)
 		}
@@ -150,8 +162,9 @@ func TestRemoteKeysKeepTheLastGoodSet(t *testing.T) {
 		}
 	}
 	srv.Close()
-	clk.Add(time.Minute)
-	r.refreshFor(context.Background(), "other")
+	if r.fetch() == nil {
+		t.Fatal("a fetch from a closed server succeeded")
+	}
 	if !r.current().has("k1") {
 		t.Fatal("a key server that is down dropped the keys")
 	}
@@ -178,7 +191,7 @@ func TestRemoteKeysRefuseRedirectsAndLargeDocuments(t *testing.T) {
 	redirected := remoteFor(t, srv.URL+"/moved", false)
 	capped := remoteFor(t, srv.URL+"/jwks.json", false, func(o *remoteOptions) { o.maxBytes = 50 })
 	for name, r := range map[string]*remoteKeys{"redirect": redirected, "size cap": capped} {
-		err := r.fetch(context.Background())
+		err := r.fetch()
 		if err == nil || r.current() != nil {
 			t.Errorf("%s: keys loaded (err %v)", name, err)
 		}
@@ -202,7 +215,7 @@ func TestRemoteKeysDiscovery(t *testing.T) {
 		bad := newJWKSServer(t, jwksDoc(k1.public(t)))
 		mod(bad)
 		r := remoteFor(t, bad.URL, true)
-		if err := r.fetch(context.Background()); err == nil || r.current() != nil {
+		if err := r.fetch(); err == nil || r.current() != nil {
 			t.Errorf("%s: discovery accepted (err %v)", name, err)
 		}
 		if bad.fetches.Load() != 0 {
@@ -242,10 +255,10 @@ func TestKeyPoolSharesRemoteSetsAcrossGates(t *testing.T) {
 	url := srv.URL + "/jwks.json"
 	a, _ := provisioned(t, &Gate{JWKSURLs: []string{url}}, clk)
 	b, _ := provisioned(t, &Gate{JWKSURLs: []string{url}}, clk)
-	if a.verifier.sources[0] != b.verifier.sources[0] {
+	if a.verifier.bindings.any.sources[0] != b.verifier.bindings.any.sources[0] {
 		t.Fatal("two gates with the same jwks_url do not share the key set")
 	}
-	waitFor(t, "the first fetch", func() bool { return a.verifier.sources[0].current() != nil })
+	waitFor(t, "the first fetch", func() bool { return a.verifier.bindings.any.sources[0].current() != nil })
 	tok := k1.sign(t, claimsAt(clk), nil)
 	for _, g := range []*Gate{a, b} {
 		if out := serve(t, g, bearer(tok)); !out.passed {
@@ -294,7 +307,8 @@ func TestEarlyRefreshOutlivesTheRequest(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the client is gone
-	r.refreshFor(ctx, "k2")
+	r.refreshFor(ctx, "k2", true)
+	waitFor(t, "the refresh to end", func() bool { return r.inFlight() == nil })
 	if !r.current().has("k2") {
 		t.Fatal("the early refresh was aborted with the request; k2 stays unknown for kid_refresh_interval")
 	}

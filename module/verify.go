@@ -35,6 +35,7 @@ var (
 	errNoSecret   = errors.New("HMAC tokens need a configured secret")
 	errCrit       = errors.New("crit header parameters are not supported")
 	errTokenType  = errors.New("token typ is neither JWT nor at+jwt")
+	errIssuerType = errors.New("claim iss is not a string")
 )
 
 // verifier checks signatures and registered claims, and decodes the
@@ -42,9 +43,7 @@ var (
 // safe for concurrent use.
 type verifier struct {
 	parser   *jwt.Parser
-	sources  []keySource
-	secret   []byte
-	issuers  []string
+	bindings *keyBindings
 	names    policy.ClaimNames
 	keep     []string // claims the licenses keep (match_claim); never nil
 	cache    *tokenCache
@@ -95,10 +94,8 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 		// issuer that is not accepted is still notAuthorized, as a wrong
 		// aud is, whatever its exp, nbf or iat say.
 		if errors.Is(err, jwt.ErrTokenInvalidClaims) {
-			if iss, _ := claims["iss"].(string); len(v.issuers) > 0 && !slices.Contains(v.issuers, iss) {
-				return failed, policy.Rejectf(policy.CodeNotAuthorized, "issuer %.100q is not accepted", iss)
-			}
-			// So is a claim of the wrong type or range (an exp of 1e300
+			// (The issuer was checked before the signature: keys are
+			// chosen by it.) So is a claim of the wrong type or range (an exp of 1e300
 			// is not an expired token but a malformed one).
 			lic, derr := policy.DecodeKeeping(claims, &v.names, v.keep)
 			if derr != nil {
@@ -120,7 +117,8 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 		}
 		return failed, policy.Rejectf(policy.CodeNotAuthorized, "claims: %v", err)
 	}
-	if len(v.issuers) > 0 && !slices.Contains(v.issuers, lic.Issuer) {
+	if !v.bindings.accepts(lic.Issuer) {
+		// keyfunc chose the keys by this issuer; this is a second look.
 		return failed, policy.Rejectf(policy.CodeNotAuthorized, "issuer %.100q is not accepted", lic.Issuer)
 	}
 	e := &verified{lic: lic, kid: kid, token: tok, expires: now.Add(v.cacheTTL)}
@@ -132,8 +130,9 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 }
 
 // keyfunc checks the header and finds the keys that may have signed the
-// token: only configured sources are consulted, never a key or URL the
-// token brings (jwk, jku, x5u, x5c are ignored).
+// token: only the keys bound to the issuer the token claims, so that a key
+// speaks only for its issuer; never a key or URL the token brings (jwk,
+// jku, x5u, x5c are ignored).
 func (v *verifier) keyfunc(ctx context.Context, t *jwt.Token) (string, any, error) {
 	kidValue, hasKid := t.Header["kid"]
 	kid, isString := kidValue.(string)
@@ -143,30 +142,40 @@ func (v *verifier) keyfunc(ctx context.Context, t *jwt.Token) (string, any, erro
 	if err := checkHeader(t.Header); err != nil {
 		return kid, nil, err
 	}
+	bound, err := v.keysFor(t)
+	if err != nil {
+		return kid, nil, err
+	}
 	alg := t.Method.Alg()
 	if strings.HasPrefix(alg, "HS") {
-		if v.secret == nil {
+		if bound.secret == nil {
 			return kid, nil, errNoSecret
 		}
-		return kid, v.secret, nil
+		return kid, bound.secret, nil
 	}
 	var keys []any
-	for _, s := range v.sources {
+	for _, s := range bound.sources {
 		keys = s.current().candidates(keys, kid, hasKid, alg)
 	}
-	if len(keys) == 0 && hasKid {
-		for _, s := range v.sources {
-			if s.refreshFor(ctx, kid) {
-				keys = s.current().candidates(keys, kid, true, alg)
+	if len(keys) == 0 {
+		for _, s := range bound.sources {
+			if s.refreshFor(ctx, kid, hasKid) {
+				keys = s.current().candidates(keys, kid, hasKid, alg)
 			}
 		}
 	}
 	switch len(keys) {
 	case 0:
-		for _, s := range v.sources {
-			if s.current() == nil {
-				return kid, nil, errNoKeys
+		// serviceUnavailable only while none of this issuer's sources
+		// has keys: a source that never loaded does not turn the
+		// unknown kids of the others into 503s.
+		for _, s := range bound.sources {
+			if s.current() != nil {
+				return kid, nil, errUnknownKey
 			}
+		}
+		if len(bound.sources) > 0 {
+			return kid, nil, errNoKeys
 		}
 		return kid, nil, errUnknownKey
 	case 1:
@@ -177,6 +186,38 @@ func (v *verifier) keyfunc(ctx context.Context, t *jwt.Token) (string, any, erro
 		set.Keys[i] = k
 	}
 	return kid, set, nil
+}
+
+// keysFor returns the keys bound to the issuer the token claims.
+func (v *verifier) keysFor(t *jwt.Token) (*issuerKeys, error) {
+	if v.bindings.any != nil {
+		return v.bindings.any, nil
+	}
+	var iss string
+	if claims, ok := t.Claims.(jwt.MapClaims); ok {
+		if raw, present := claims["iss"]; present {
+			s, ok := raw.(string)
+			if !ok {
+				return nil, errIssuerType
+			}
+			iss = s
+		}
+	}
+	bound := v.bindings.forIssuer(iss)
+	if bound == nil {
+		return nil, &issuerError{iss: iss}
+	}
+	return bound, nil
+}
+
+// issuerError is a token claiming an issuer the gate does not accept.
+type issuerError struct{ iss string }
+
+func (e *issuerError) Error() string {
+	if e.iss == "" {
+		return "the token names no issuer (iss), and the gate accepts only named issuers"
+	}
+	return fmt.Sprintf("issuer %.100q is not accepted", e.iss)
 }
 
 // checkHeader refuses token types made for other purposes (RFC 8725
@@ -203,7 +244,13 @@ func checkHeader(h map[string]any) error {
 
 // rejectForParse maps a golang-jwt error to its reject (notAuthorized or licenseExpired).
 func rejectForParse(err error) *policy.Reject {
+	var badIssuer *issuerError
 	switch {
+	case errors.As(err, &badIssuer):
+		// Told apart from a bad signature: no key was tried.
+		return policy.Rejectf(policy.CodeNotAuthorized, "%s", badIssuer.Error())
+	case errors.Is(err, errIssuerType):
+		return policy.Rejectf(policy.CodeNotAuthorized, "%s", errIssuerType.Error())
 	case errors.Is(err, errNoKeys):
 		return &policy.Reject{Code: policy.CodeServiceUnavailable, Status: http.StatusServiceUnavailable,
 			Detail: "no verification key could be loaded from the key server yet", RetryAfter: keyRetryAfter}

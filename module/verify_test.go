@@ -26,8 +26,11 @@ func TestVerifyRejectsTokens(t *testing.T) {
 	t.Parallel()
 	clk := newClock()
 	rs, es, ed := newKey(t, "rs", "RS256"), newKey(t, "es", "ES256"), newKey(t, "ed", "EdDSA")
-	g := fileGate(t, rs, es, ed)
-	g.Issuers = []string{"https://iss.example", "https://other.example"}
+	file := fileGate(t, rs, es, ed).JWKSFiles
+	g := &Gate{IssuerKeys: []IssuerKeys{
+		{Issuer: "https://iss.example", JWKSFiles: file},
+		{Issuer: "https://other.example", JWKSFiles: file},
+	}}
 	g.Audiences = []string{"api", "api2"}
 	g, _ = provisioned(t, g, clk)
 
