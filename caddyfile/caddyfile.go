@@ -57,7 +57,7 @@ func parseOption(d *caddyfile.Dispenser, g *module.Gate, opt string) error {
 	case "jwks_file":
 		return appendArgs(d, &g.JWKSFiles)
 	case "issuer":
-		return appendArgs(d, &g.Issuers)
+		return parseIssuer(d, g)
 	case "audience":
 		return appendArgs(d, &g.Audiences)
 	case "algorithms":

@@ -65,6 +65,16 @@ func TestParseOptions(t *testing.T) {
 		{"jwks_max_size in MiB", "jwks_max_size 2MiB", module.Gate{JWKSMaxSize: 2 << 20}},
 		{"issuer repeats and takes several", "issuer https://a\nissuer https://b https://c",
 			module.Gate{Issuers: []string{"https://a", "https://b", "https://c"}}},
+		{"an issuer block binds its key sources to the issuer",
+			"issuer https://a {\n jwks_url https://a/jwks https://a/jwks2\n jwks_file a.json\n secret {env.A_HMAC}\n}\nissuer https://b {\n jwks_file b.json\n}",
+			module.Gate{IssuerKeys: []module.IssuerKeys{
+				{Issuer: "https://a", JWKSURLs: []string{"https://a/jwks", "https://a/jwks2"}, JWKSFiles: []string{"a.json"}, Secret: "{env.A_HMAC}"},
+				{Issuer: "https://b", JWKSFiles: []string{"b.json"}},
+			}}},
+		{"a flat issuer and an issuer block stand side by side",
+			"issuer https://x\njwks_file x.json\nissuer https://a {\n secret {env.A_HMAC}\n}",
+			module.Gate{Issuers: []string{"https://x"}, JWKSFiles: []string{"x.json"},
+				IssuerKeys: []module.IssuerKeys{{Issuer: "https://a", Secret: "{env.A_HMAC}"}}}},
 		{"audience repeats", "audience api\naudience api2",
 			module.Gate{Audiences: []string{"api", "api2"}}},
 		{"algorithms", "algorithms RS256 PS256 ES256 EdDSA",
@@ -189,6 +199,14 @@ func TestParseErrors(t *testing.T) {
 		{"status of an unknown code", "status notAuthorised 403", `unknown error code "notAuthorised"`},
 
 		{"an unknown claim role", "claims {\n colour c\n}", `unknown role "colour"`},
+
+		{"an issuer block for two issuers", "issuer https://a https://b {\n jwks_file f.json\n}", "an issuer block binds keys to one issuer, not 2"},
+		{"an empty issuer block", "issuer https://a {\n}", "the block of issuer https://a is empty"},
+		{"an unknown option in an issuer block", "issuer https://a {\n audience api\n}", `unknown option "audience" in the block of issuer https://a`},
+		{"oidc_issuer in an issuer block", "issuer https://a {\n oidc_issuer https://a\n}", `unknown option "oidc_issuer" in the block of issuer https://a`},
+		{"two secrets in an issuer block", "issuer https://a {\n secret x\n secret y\n}", "issuer https://a has two secrets"},
+		{"jwks_url without URL in an issuer block", "issuer https://a {\n jwks_url\n}", "wrong argument count"},
+		{"secret with two values in an issuer block", "issuer https://a {\n secret x y\n}", "wrong argument count"},
 
 		{"an unknown store type", "store etcd", `unknown store type "etcd"`},
 		{"an unknown store option", "store redis {\n colour red\n}", `unknown store option "colour"`},
@@ -397,7 +415,8 @@ func TestAdaptedConfigDecodesIntoTheModule(t *testing.T) {
 		t.Fatalf("strict decode: %v", err)
 	}
 	if g.RequireItem != "axesWord" || g.Store == nil || g.Store.Type != "redis" || g.Status["notAuthorized"] != 200 ||
-		g.PassPreflight == nil || *g.PassPreflight || g.Claims["hw"] != "LockingData" || len(g.MatchClaims) != 2 {
+		g.PassPreflight == nil || *g.PassPreflight || g.Claims["hw"] != "LockingData" || len(g.MatchClaims) != 2 ||
+		len(g.IssuerKeys) != 1 || g.IssuerKeys[0].Secret != "{env.LICENSE2_HMAC}" || len(g.Issuers) != 1 {
 		t.Errorf("decoded gate %+v", g)
 	}
 }

@@ -22,7 +22,7 @@ func TestTokenCacheStaysBoundedUnderConcurrency(t *testing.T) {
 					var h [32]byte
 					binary.LittleEndian.PutUint64(h[:], uint64(w)<<32|uint64(i)*2654435761)
 					binary.LittleEndian.PutUint64(h[8:], uint64(i))
-					c.put(h, &verified{kid: "k", expires: now.Add(time.Minute)})
+					c.put(h, &verified{kid: "k", expires: now.Add(time.Minute)}, now)
 					if e := c.get(h, now); e == nil {
 						// Another writer may have evicted it already when
 						// shards are tiny; that is allowed, a wrong entry is not.
@@ -52,7 +52,7 @@ func TestTokenCacheEntriesExpire(t *testing.T) {
 	if c.get(h, now) != nil {
 		t.Fatal("empty cache returned an entry")
 	}
-	c.put(h, &verified{kid: "k", expires: now.Add(time.Minute)})
+	c.put(h, &verified{kid: "k", expires: now.Add(time.Minute)}, now)
 	if c.get(h, now.Add(59*time.Second)) == nil {
 		t.Error("entry missing before it is due")
 	}
@@ -63,7 +63,7 @@ func TestTokenCacheEntriesExpire(t *testing.T) {
 		t.Error("another token's hash hit")
 	}
 	var nilCache *tokenCache
-	nilCache.put(h, &verified{})
+	nilCache.put(h, &verified{}, now)
 	if nilCache.get(h, now) != nil {
 		t.Error("nil cache returned an entry")
 	}

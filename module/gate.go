@@ -21,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/licensegate/licensegate/policy"
 )
@@ -314,6 +315,7 @@ func (g *Gate) provisionVerifier() error {
 	v := &verifier{
 		names:    names,
 		cache:    newTokenCache(cmpOr(g.CacheSize, DefaultCacheSize)),
+		flights:  new(singleflight.Group),
 		cacheTTL: defaultCacheTTL,
 		leeway:   g.rules.Leeway,
 		keep:     append(make([]string, 0, len(g.rules.MatchClaims)), g.rules.MatchClaims...),

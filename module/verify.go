@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/licensegate/licensegate/policy"
 )
@@ -47,6 +48,7 @@ type verifier struct {
 	names    policy.ClaimNames
 	keep     []string // claims the licenses keep (match_claim); never nil
 	cache    *tokenCache
+	flights  *singleflight.Group // one verification per token hash at a time
 	cacheTTL time.Duration
 	leeway   time.Duration
 }
@@ -70,13 +72,34 @@ func tokenHash(tok string) [32]byte {
 
 // verify returns the token's license, from the cache when the same token
 // was verified before (expiry is checked by the caller on every request).
-// On failure the returned entry (possibly nil) carries the kid for the log.
+// Concurrent misses of one token share one verification. On failure the
+// returned entry (possibly nil) carries the kid for the log.
 func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*verified, *policy.Reject) {
 	h := tokenHash(tok)
 	if e := v.cache.get(h, now); e != nil {
 		cacheHits.Inc()
 		return e, nil
 	}
+	// The shared verification may wait for a key set's first load on
+	// behalf of every request that waits for it: one client hanging up
+	// must not cut the others' wait short (jwks_timeout bounds it).
+	ctx = context.WithoutCancel(ctx)
+	res, _, _ := v.flights.Do(string(h[:]), func() (any, error) {
+		e, rej := v.verifyNow(ctx, tok, h, now)
+		return verifyResult{e, rej}, nil
+	})
+	r := res.(verifyResult)
+	return r.e, r.rej
+}
+
+// verifyResult is what one shared verification gives every waiter.
+type verifyResult struct {
+	e   *verified
+	rej *policy.Reject
+}
+
+// verifyNow verifies the token and caches it when it passes.
+func (v *verifier) verifyNow(ctx context.Context, tok string, h [32]byte, now time.Time) (*verified, *policy.Reject) {
 	if rej := checkCompact(tok); rej != nil {
 		return &verified{}, rej
 	}
@@ -125,7 +148,7 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*veri
 	if exp := lic.Expires.Add(v.leeway); exp.Before(e.expires) {
 		e.expires = exp
 	}
-	v.cache.put(h, e)
+	v.cache.put(h, e, now)
 	return e, nil
 }
 
