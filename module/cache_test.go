@@ -1,8 +1,10 @@
 package module
 
 import (
+	"context"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -66,5 +68,141 @@ func TestTokenCacheEntriesExpire(t *testing.T) {
 	nilCache.put(h, &verified{}, now)
 	if nilCache.get(h, now) != nil {
 		t.Error("nil cache returned an entry")
+	}
+}
+
+// shardHash returns a hash of shard 0 numbered i.
+func shardHash(i int) [32]byte {
+	var h [32]byte
+	h[0] = cacheShards // lands in shard 0
+	binary.LittleEndian.PutUint64(h[1:], uint64(i))
+	return h
+}
+
+func TestTokenCacheDropsDueEntriesFirst(t *testing.T) {
+	t.Parallel()
+	c := newTokenCache(4 * cacheShards) // four entries per shard
+	now := time.Unix(1_800_000_000, 0)
+	fresh := []int{0, 2}
+	for i := range 4 {
+		exp := now.Add(time.Hour)
+		if i%2 == 1 {
+			exp = now.Add(time.Minute) // due after a minute
+		}
+		c.put(shardHash(i), &verified{expires: exp}, now)
+	}
+	later := now.Add(2 * time.Minute)
+	c.put(shardHash(10), &verified{expires: later.Add(time.Hour)}, later)
+	for _, i := range fresh {
+		if c.get(shardHash(i), later) == nil {
+			t.Errorf("fresh entry %d evicted while due entries were there", i)
+		}
+	}
+	if c.get(shardHash(10), later) == nil {
+		t.Error("the new entry is missing")
+	}
+	if n := c.len(); n != 3 {
+		t.Errorf("%d entries, want 3: both due entries dropped in one sweep", n)
+	}
+}
+
+// TestTokenCacheEvictsFairly: on a full shard of equally fresh entries,
+// each entry is about as likely to go as any other.
+func TestTokenCacheEvictsFairly(t *testing.T) {
+	t.Parallel()
+	const size, rounds = 16, 4000
+	now := time.Unix(1_800_000_000, 0)
+	evicted := make([]int, size)
+	c := newTokenCache(size * cacheShards)
+	for i := range size {
+		c.put(shardHash(i), &verified{expires: now.Add(time.Hour)}, now)
+	}
+	s := &c.shards[0]
+	for r := range rounds {
+		extra := shardHash(1000 + r)
+		c.put(extra, &verified{expires: now.Add(time.Hour)}, now) // one original goes
+		s.mu.Lock()
+		s.remove(int(s.index[extra]))
+		s.mu.Unlock()
+		for i := range size {
+			if c.get(shardHash(i), now) == nil {
+				evicted[i]++
+				c.put(shardHash(i), &verified{expires: now.Add(time.Hour)}, now) // back in
+			}
+		}
+	}
+	// Each entry goes in about rounds/size rounds; allow a wide band (a
+	// Go map's first key is favoured several times over).
+	mean := 0
+	for _, n := range evicted {
+		mean += n
+	}
+	mean /= size
+	for i, n := range evicted {
+		if n < mean/2 || n > mean*2 {
+			t.Errorf("entry %d evicted %d times, mean %d: %v", i, n, mean, evicted)
+			break
+		}
+	}
+}
+
+// countingSource counts key lookups (one per signature verification) and
+// holds the first one until released.
+type countingSource struct {
+	keySource
+	lookups atomic.Int64
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *countingSource) current() *keySet {
+	if s.lookups.Add(1) == 1 {
+		close(s.entered)
+		<-s.release
+	}
+	return s.keySource.current()
+}
+
+// TestConcurrentMissesVerifyOnce: requests that miss the cache with the
+// same token at the same time share one verification.
+func TestConcurrentMissesVerifyOnce(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	k := newKey(t, "k", "ES256")
+	g, _ := provisioned(t, fileGate(t, k), clk)
+	src := &countingSource{keySource: g.verifier.bindings.any.sources[0], entered: make(chan struct{}), release: make(chan struct{})}
+	g.verifier.bindings.any.sources[0] = src
+	tok := k.sign(t, claimsAt(clk), nil)
+
+	const n = 16
+	var wg sync.WaitGroup
+	var started atomic.Int64
+	results := make([]*verified, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			started.Add(1)
+			e, rej := g.verifier.verify(context.Background(), tok, clk.Now())
+			if rej != nil {
+				t.Error(rej)
+			}
+			results[i] = e
+		}()
+	}
+	<-src.entered
+	// Let the others reach the verifier: without sharing, each would look
+	// its key up too (and the count below would exceed one).
+	waitFor(t, "every request to start", func() bool { return started.Load() == n })
+	time.Sleep(50 * time.Millisecond)
+	close(src.release)
+	wg.Wait()
+	if got := src.lookups.Load(); got != 1 {
+		t.Errorf("%d concurrent misses of one token verified it %d times, want once", n, got)
+	}
+	for _, e := range results {
+		if e != results[0] {
+			t.Fatal("the waiters got different entries")
+		}
 	}
 }

@@ -627,7 +627,7 @@ func TestCheckCompact(t *testing.T) {
 }
 
 // TestTokenHashAllocatesNothing: hashing the token for the cache lookup
-// does not copy it.
+// allocates nothing (the copy goes to a buffer on the stack).
 func TestTokenHashAllocatesNothing(t *testing.T) {
 	tok := strings.Repeat("eyJhbGciOiJFUzI1NiJ9", 50)
 	want := tokenHash(tok)

@@ -219,7 +219,7 @@ func (r *remoteKeys) run() {
 		wait := r.opts.refresh
 		if r.set.Load() == nil {
 			wait = delay
-			delay = min(delay*2, maxRetryDelay, r.opts.refresh)
+			delay = nextRetryDelay(delay, r.opts.refresh)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -229,6 +229,12 @@ func (r *remoteKeys) run() {
 		case <-t.C:
 		}
 	}
+}
+
+// nextRetryDelay doubles the first-load retry delay, up to maxRetryDelay
+// (and never beyond the refresh interval).
+func nextRetryDelay(delay, refresh time.Duration) time.Duration {
+	return min(delay*2, maxRetryDelay, refresh)
 }
 
 // startFetch returns the fetch in flight, starting one when none is; nil
