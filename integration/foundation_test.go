@@ -162,9 +162,16 @@ func tokenSite(ks *KeyServer, up string) string {
 	}
 	handle {
 		license_gate {
-			jwks_url %[1]s
-			issuer https://iss.example
-			issuer https://iss2.example https://iss3.example
+			# Several issuers: each binds its key source in a block.
+			issuer https://iss.example {
+				jwks_url %[1]s
+			}
+			issuer https://iss2.example {
+				jwks_url %[1]s
+			}
+			issuer https://iss3.example {
+				jwks_url %[1]s
+			}
 			audience api.example
 			audience api2.example
 		}
@@ -218,8 +225,8 @@ func TestFoundationTokenRejects(t *testing.T) {
 		// Issuer and audience: repeatable, any one matches.
 		{"a wrong iss is notAuthorized", "/", auth(rs.Sign(t, std("iss", "https://evil.example"))), 401, "notAuthorized", "", "issuer"},
 		{"a missing iss is notAuthorized", "/", auth(rs.Sign(t, std("iss", nil))), 401, "notAuthorized", "", "issuer"},
-		{"the second issuer line is accepted", "/", auth(rs.Sign(t, std("iss", "https://iss2.example"))), 200, "", "", ""},
-		{"the second issuer of a line is accepted", "/", auth(rs.Sign(t, std("iss", "https://iss3.example"))), 200, "", "", ""},
+		{"the second issuer block is accepted", "/", auth(rs.Sign(t, std("iss", "https://iss2.example"))), 200, "", "", ""},
+		{"the third issuer block is accepted", "/", auth(rs.Sign(t, std("iss", "https://iss3.example"))), 200, "", "", ""},
 		{"a wrong aud is notAuthorized", "/", auth(rs.Sign(t, std("aud", "other.example"))), 401, "notAuthorized", "", "aud"},
 		{"a missing aud is notAuthorized", "/", auth(rs.Sign(t, std("aud", nil))), 401, "notAuthorized", "", "aud"},
 		{"an aud array containing the second audience is accepted", "/", auth(rs.Sign(t, std("aud", []string{"x.example", "api2.example"}))), 200, "", "", ""},
@@ -333,7 +340,15 @@ func tamper(t testing.TB, tok string) string {
 	if len(parts) != 3 {
 		t.Fatalf("token of %d parts", len(parts))
 	}
-	forged := Std("sub", "mallory", "credits", 1000000)
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var forged map[string]any
+	if err := json.Unmarshal(raw, &forged); err != nil {
+		t.Fatal(err)
+	}
+	forged["sub"], forged["credits"] = "mallory", 1000000
 	b, _ := json.Marshal(forged)
 	parts[1] = base64.RawURLEncoding.EncodeToString(b)
 	return strings.Join(parts, ".")

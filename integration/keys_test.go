@@ -131,7 +131,16 @@ func TestKeysRotationThroughUnknownKid(t *testing.T) {
 	}
 
 	ks.Set(JWKS(t, k1, k2), http.StatusOK)
-	mustPass(t, c, k2.Sign(t, Std())) // at once: the unknown kid refreshes early
+	// The first token naming k2 starts an early refresh and is answered at
+	// once from the keys at hand (no request waits for a key server); k2
+	// is known as soon as that one fetch lands.
+	resp, body := c.Get(t, "/", k2.Sign(t, Std()))
+	assertRejected(t, resp, body, 401, "notAuthorized", "", "kid")
+	WaitFor(t, 10*time.Second, "the early refresh", func() bool { return ks.Fetches.Load() == 2 })
+	WaitFor(t, 10*time.Second, "k2 to be accepted", func() bool {
+		resp, _ := c.Get(t, "/", k2.Sign(t, Std()))
+		return resp.StatusCode == http.StatusOK
+	})
 	if n := ks.Fetches.Load(); n != 2 {
 		t.Errorf("%d fetches after the rotation, want 2", n)
 	}
@@ -399,7 +408,11 @@ func TestKeysReloadKeepsFetchedKeys(t *testing.T) {
 	// The shared key set still refreshes on an unknown kid after the reload.
 	k2 := NewECKey(t, "k2", "ES256")
 	ks.Set(JWKS(t, k1, k2), http.StatusOK)
-	mustPass(t, c, k2.Sign(t, Std()))
+	_, _ = c.Get(t, "/", k2.Sign(t, Std())) // starts the early refresh
+	WaitFor(t, 10*time.Second, "k2 to be accepted", func() bool {
+		resp, _ := c.Get(t, "/", k2.Sign(t, Std()))
+		return resp.StatusCode == http.StatusOK
+	})
 	if n := ks.Fetches.Load(); n != 2 {
 		t.Errorf("%d fetches after rotation, want 2", n)
 	}
