@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 )
@@ -165,6 +166,75 @@ func TestIssuerKeysUnboundSourcesStopTheConfig(t *testing.T) {
 		}
 		if strings.Contains(out, issuerHMAC) {
 			t.Errorf("%s: the output shows the secret", tc.name)
+		}
+	}
+}
+
+// readmeKeysAndIssuers returns the Caddyfile snippet of README.md's "Keys
+// and issuers" section.
+func readmeKeysAndIssuers(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "### Keys and issuers\n")
+	if !ok {
+		t.Fatal(`README.md has no "Keys and issuers" section`)
+	}
+	_, rest, ok := strings.Cut(section, "```caddyfile\n")
+	if !ok {
+		t.Fatal(`README.md's "Keys and issuers" has no Caddyfile`)
+	}
+	snippet, _, ok := strings.Cut(rest, "```")
+	if !ok {
+		t.Fatal(`README.md's "Keys and issuers" Caddyfile is not closed`)
+	}
+	return snippet
+}
+
+// TestIssuerKeysReadmeExample runs README.md's "Keys and issuers" example
+// (its OpenID provider and key file replaced by loopback stand-ins): each
+// issuer's tokens pass, and none of its keys vouches for another issuer.
+func TestIssuerKeysReadmeExample(t *testing.T) {
+	t.Parallel()
+	kc, own := NewRSAKey(t, "kc", "RS256"), NewECKey(t, "own", "ES256")
+	ks := NewKeyServer(t, JWKS(t, kc))
+	snippet := readmeKeysAndIssuers(t)
+	for old, new := range map[string]string{
+		"https://auth.example.com/realms/main": ks.URL,
+		"/etc/licensegate/jwks.json":           "jwks.json",
+	} {
+		if !strings.Contains(snippet, old) {
+			t.Fatalf("README's example no longer has %q:\n%s", old, snippet)
+		}
+		snippet = strings.Replace(snippet, old, new, 1)
+	}
+	up := echoUpstream(t)
+	c := StartCaddy(t, snippet+"\treverse_proxy "+hostPort(up.URL), CaddyOptions{
+		Files: map[string]string{"jwks.json": JWKS(t, own)},
+		Env:   []string{"DATA8_JWT_SECRET=" + issuerHMAC},
+	})
+	const ownIss = "https://license.example.com"
+	for _, r := range []struct {
+		name, token string
+		ok          bool
+	}{
+		{"the provider's token passes", kc.Sign(t, Std("iss", ks.URL)), true},
+		{"our license server's token passes", own.Sign(t, Std("iss", ownIss)), true},
+		{"the partner's HMAC token passes", hs256(t, issuerHMAC, Std("iss", "Data8")), true},
+		{"the partner's secret claiming the provider is notAuthorized", hs256(t, issuerHMAC, Std("iss", ks.URL)), false},
+		{"our key claiming the provider is notAuthorized", own.Sign(t, Std("iss", ks.URL)), false},
+		{"the provider's key claiming our license server is notAuthorized", kc.Sign(t, Std("iss", ownIss)), false},
+	} {
+		resp, body := c.Get(t, "/", r.token)
+		if r.ok {
+			assertPassed(t, resp, body)
+		} else {
+			assertRejected(t, resp, body, http.StatusUnauthorized, "notAuthorized", "", "")
+		}
+		if t.Failed() {
+			t.Fatalf("%s", r.name)
 		}
 	}
 }
