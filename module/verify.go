@@ -113,13 +113,12 @@ func (v *verifier) verifyNow(ctx context.Context, tok string, h [32]byte, now ti
 	})
 	failed := &verified{kid: kid}
 	if err != nil {
-		// The signature held but a time claim failed: a token of an
-		// issuer that is not accepted is still notAuthorized, as a wrong
-		// aud is, whatever its exp, nbf or iat say.
+		// The signature held but a claim failed (the issuer was checked
+		// before the signature: the keys are chosen by it). A claim of
+		// the wrong type or range is notAuthorized whatever exp, nbf or
+		// iat say: an exp of 1e300 is not an expired token but a
+		// malformed one.
 		if errors.Is(err, jwt.ErrTokenInvalidClaims) {
-			// (The issuer was checked before the signature: keys are
-			// chosen by it.) So is a claim of the wrong type or range (an exp of 1e300
-			// is not an expired token but a malformed one).
 			lic, derr := policy.DecodeKeeping(claims, &v.names, v.keep)
 			if derr != nil {
 				var rej *policy.Reject
