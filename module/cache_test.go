@@ -170,8 +170,8 @@ func TestConcurrentMissesVerifyOnce(t *testing.T) {
 	clk := newClock()
 	k := newKey(t, "k", "ES256")
 	g, _ := provisioned(t, fileGate(t, k), clk)
-	src := &countingSource{keySource: g.verifier.bindings.any.sources[0], entered: make(chan struct{}), release: make(chan struct{})}
-	g.verifier.bindings.any.sources[0] = src
+	src := &countingSource{keySource: g.verifier.bindings.anyIssuer.sources[0], entered: make(chan struct{}), release: make(chan struct{})}
+	g.verifier.bindings.anyIssuer.sources[0] = src
 	tok := k.sign(t, claimsAt(clk), nil)
 
 	const n = 16

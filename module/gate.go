@@ -399,9 +399,9 @@ func (g *Gate) openBindings(p *bindingPlan, base remoteOptions) (*keyBindings, e
 		return ik, nil
 	}
 	b := &keyBindings{}
-	if p.any != nil {
+	if p.anyIssuer != nil {
 		var err error
-		b.any, err = open(p.any)
+		b.anyIssuer, err = open(p.anyIssuer)
 		return b, err
 	}
 	b.byIssuer = make(map[string]*issuerKeys, len(p.byIssuer))

@@ -39,9 +39,9 @@ type issuerKeys struct {
 
 // keyBindings is the result of binding a gate's key sources to issuers.
 type keyBindings struct {
-	// any, when set, verifies every token whatever its iss: the gate
-	// names no issuer at all.
-	any *issuerKeys
+	// anyIssuer, when set, verifies every token whatever its iss: the
+	// gate names no issuer at all.
+	anyIssuer *issuerKeys
 	// byIssuer holds each accepted issuer's keys.
 	byIssuer map[string]*issuerKeys
 }
@@ -49,8 +49,8 @@ type keyBindings struct {
 // forIssuer returns the keys that may verify a token claiming iss, nil
 // when the issuer is not accepted.
 func (b *keyBindings) forIssuer(iss string) *issuerKeys {
-	if b.any != nil {
-		return b.any
+	if b.anyIssuer != nil {
+		return b.anyIssuer
 	}
 	return b.byIssuer[iss]
 }
@@ -60,8 +60,8 @@ func (b *keyBindings) accepts(iss string) bool { return b.forIssuer(iss) != nil 
 
 // hasSecret reports whether any issuer has an HMAC key.
 func (b *keyBindings) hasSecret() bool {
-	if b.any != nil {
-		return b.any.secret != nil
+	if b.anyIssuer != nil {
+		return b.anyIssuer.secret != nil
 	}
 	for _, k := range b.byIssuer {
 		if k.secret != nil {
@@ -90,9 +90,9 @@ type issuerSpec struct {
 // none; oidc_issuer X binds what it discovers to X; a block binds its
 // sources to its issuer.
 type bindingPlan struct {
-	any      *issuerSpec            // set when no issuer is named anywhere
-	byIssuer map[string]*issuerSpec // otherwise
-	order    []string               // issuers in config order, for errors and opening
+	anyIssuer *issuerSpec            // set when no issuer is named anywhere
+	byIssuer  map[string]*issuerSpec // otherwise
+	order     []string               // issuers in config order, for errors and opening
 }
 
 // planBindings binds the gate's key sources to issuers, or explains why
@@ -118,7 +118,7 @@ func (g *Gate) planBindings(repl *caddy.Replacer) (*bindingPlan, error) {
 		if !hasFlat {
 			return nil, errors.New("no key source: set jwks_url, oidc_issuer, jwks_file, secret or an issuer block")
 		}
-		return &bindingPlan{any: &flat}, nil
+		return &bindingPlan{anyIssuer: &flat}, nil
 	}
 
 	p := &bindingPlan{byIssuer: make(map[string]*issuerSpec)}

@@ -261,10 +261,10 @@ func TestKeyPoolSharesRemoteSetsAcrossGates(t *testing.T) {
 	url := srv.URL + "/jwks.json"
 	a, _ := provisioned(t, &Gate{JWKSURLs: []string{url}}, clk)
 	b, _ := provisioned(t, &Gate{JWKSURLs: []string{url}}, clk)
-	if a.verifier.bindings.any.sources[0] != b.verifier.bindings.any.sources[0] {
+	if a.verifier.bindings.anyIssuer.sources[0] != b.verifier.bindings.anyIssuer.sources[0] {
 		t.Fatal("two gates with the same jwks_url do not share the key set")
 	}
-	waitFor(t, "the first fetch", func() bool { return a.verifier.bindings.any.sources[0].current() != nil })
+	waitFor(t, "the first fetch", func() bool { return a.verifier.bindings.anyIssuer.sources[0].current() != nil })
 	tok := k1.sign(t, claimsAt(clk), nil)
 	for _, g := range []*Gate{a, b} {
 		if out := serve(t, g, bearer(tok)); !out.passed {
@@ -378,7 +378,7 @@ func TestLoadedKeysNeverWaitForAFetch(t *testing.T) {
 	k1 := newKey(t, "k1", "ES256")
 	srv := newBlockingServer(t, jwksDoc(k1.public(t)))
 	g, _ := provisioned(t, &Gate{JWKSURLs: []string{srv.URL + "/jwks.json"}, JWKSTimeout: caddy.Duration(time.Hour)}, clk)
-	r := g.verifier.bindings.any.sources[0].(*remoteKeys)
+	r := g.verifier.bindings.anyIssuer.sources[0].(*remoteKeys)
 	waitFor(t, "the first load", func() bool { return r.current().has("k1") })
 
 	srv.blocked.Store(true)
@@ -584,10 +584,10 @@ func TestPooledKeySetLogsThroughTheNewestConfig(t *testing.T) {
 	srv := newJWKSServer(t, jwksDoc(k1.public(t)))
 	url := srv.URL + "/jwks.json"
 	old, oldLogs := provisioned(t, &Gate{JWKSURLs: []string{url}}, nil)
-	r := old.verifier.bindings.any.sources[0].(*remoteKeys)
+	r := old.verifier.bindings.anyIssuer.sources[0].(*remoteKeys)
 	waitFor(t, "the first load", func() bool { return r.current() != nil })
 	cur, curLogs := provisioned(t, &Gate{JWKSURLs: []string{url}}, nil)
-	if cur.verifier.bindings.any.sources[0] != r {
+	if cur.verifier.bindings.anyIssuer.sources[0] != r {
 		t.Fatal("the reloaded config does not share the key set")
 	}
 	_ = old.Cleanup() // the old config goes away, as after a reload

@@ -212,8 +212,8 @@ func (v *verifier) keyfunc(ctx context.Context, t *jwt.Token) (string, any, erro
 
 // keysFor returns the keys bound to the issuer the token claims.
 func (v *verifier) keysFor(t *jwt.Token) (*issuerKeys, error) {
-	if v.bindings.any != nil {
-		return v.bindings.any, nil
+	if v.bindings.anyIssuer != nil {
+		return v.bindings.anyIssuer, nil
 	}
 	var iss string
 	if claims, ok := t.Claims.(jwt.MapClaims); ok {
