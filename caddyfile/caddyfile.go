@@ -55,7 +55,10 @@ func parseOption(d *caddyfile.Dispenser, g *module.Gate, opt string) error {
 	case "oidc_issuer":
 		return appendArgs(d, &g.OIDCIssuers)
 	case "jwks_file":
-		return appendArgs(d, &g.JWKSFiles)
+		if err := appendArgs(d, &g.JWKSFiles); err != nil {
+			return err
+		}
+		warnMissingFiles(d, g.JWKSFiles)
 	case "issuer":
 		return parseIssuer(d, g)
 	case "audience":
@@ -162,6 +165,13 @@ func parseOption(d *caddyfile.Dispenser, g *module.Gate, opt string) error {
 			}
 		}
 		g.PassPreflight = &on
+	case "errors":
+		if err := oneArg(d, &g.Errors); err != nil {
+			return err
+		}
+		if g.Errors != module.ErrorsRespond && g.Errors != module.ErrorsHandle {
+			return d.Errf("errors takes %s or %s, not %q", module.ErrorsRespond, module.ErrorsHandle, g.Errors)
+		}
 	case "status":
 		args := d.RemainingArgs()
 		if len(args) != 2 {
@@ -179,7 +189,7 @@ func parseOption(d *caddyfile.Dispenser, g *module.Gate, opt string) error {
 		}
 		g.Status[args[0]] = st
 	default:
-		return d.Errf("unknown license_gate option %q", opt)
+		return d.Errf("unknown license_gate option %q%s", opt, didYouMean(opt, Options))
 	}
 	return nil
 }
@@ -263,7 +273,7 @@ func parseStore(d *caddyfile.Dispenser, g *module.Gate) error {
 				return err
 			}
 		default:
-			return d.Errf("unknown store option %q", opt)
+			return d.Errf("unknown store option %q%s", opt, didYouMean(opt, StoreOptions))
 		}
 	}
 	g.Store = sc
@@ -291,13 +301,14 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 }
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
 		return err
 	}
 	dur, err := caddy.ParseDuration(s)
 	if err != nil || dur < 0 {
-		return d.Errf("bad duration %q", s)
+		return d.Errf("%s: bad duration %q: a number with a unit, e.g. 30s, 15m or 1h", opt, s)
 	}
 	*dst = caddy.Duration(dur)
 	return nil

@@ -141,6 +141,14 @@ type Gate struct {
 	PassPreflight *bool `json:"pass_preflight,omitempty"`
 	// Status overrides the HTTP status per error code.
 	Status map[string]int `json:"status,omitempty"`
+	// Errors is "respond" (default: a reject is answered with the
+	// 10Duke-style JSON body) or "handle": a reject is returned to Caddy
+	// as an HTTP error with the reject's status, so the site's
+	// handle_errors routes render the response, with
+	// {http.error.status_code} and {http.license.error_code} at hand.
+	// WWW-Authenticate, Retry-After and RateLimit headers are set either
+	// way.
+	Errors string `json:"errors,omitempty"`
 
 	ctx            caddy.Context
 	events         *caddyevents.App
@@ -159,6 +167,7 @@ type Gate struct {
 	sessionTTL     time.Duration
 	failOpen       bool
 	passPreflight  bool
+	handleErrors   bool
 	refund         []statusMatch
 	now            func() time.Time
 }
@@ -297,7 +306,7 @@ func (g *Gate) provisionOptions() error {
 	if g.refund, err = parseStatusMatches(g.RefundOn); err != nil {
 		return fmt.Errorf("refund_on: %w", err)
 	}
-	return nil
+	return g.provisionErrors()
 }
 
 func (g *Gate) provisionVerifier() error {
@@ -373,7 +382,7 @@ func (g *Gate) openBindings(p *bindingPlan, base remoteOptions) (*keyBindings, e
 				if f == nil {
 					var err error
 					if f, err = loadKeyFile(src.arg, g.logger); err != nil {
-						return nil, err
+						return nil, jwksFileError(src.arg, err)
 					}
 					files[src.arg] = f
 				}

@@ -108,7 +108,7 @@ func (g *Gate) planBindings(repl *caddy.Replacer) (*bindingPlan, error) {
 	}
 	if g.Secret != "" {
 		if flat.secret = replace(g.Secret); flat.secret == "" {
-			return nil, errors.New("secret is empty after replacing placeholders")
+			return nil, emptyAfterReplace("secret", g.Secret)
 		}
 	}
 	flatIssuers := uniqueReplaced(g.Issuers, replace)
@@ -181,7 +181,7 @@ func (g *Gate) planBindings(repl *caddy.Replacer) (*bindingPlan, error) {
 		if ik.Secret != "" {
 			secret := replace(ik.Secret)
 			if secret == "" {
-				return nil, fmt.Errorf("issuer %q: secret is empty after replacing placeholders", iss)
+				return nil, fmt.Errorf("issuer %q: %w", iss, emptyAfterReplace("secret", ik.Secret))
 			}
 			if err := addSecret(iss, secret); err != nil {
 				return nil, err

@@ -26,19 +26,31 @@ func (g *Gate) statusFor(rej *policy.Reject) int {
 }
 
 // writeReject answers with the 10Duke-style body README's Rejections section shows. It is the
-// only place a reject becomes a response.
-func (g *Gate) writeReject(w http.ResponseWriter, rej *policy.Reject, status int, now time.Time) {
+// only place a reject becomes a response. Under "errors handle" the reject
+// is returned to Caddy as an HTTP error instead (see handleErrors).
+func (g *Gate) writeReject(w http.ResponseWriter, rej *policy.Reject, status int, lic *policy.License, now time.Time) error {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	if status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer error="invalid_token", error_description=`+quoteHeader(rej.Detail))
 	}
 	if rej.RetryAfter > 0 {
-		h.Set("Retry-After", strconv.FormatInt(int64((rej.RetryAfter+time.Second-1)/time.Second), 10))
+		h.Set("Retry-After", strconv.FormatInt(retryAfterSeconds(rej.RetryAfter), 10))
 	}
+	setRejectRateLimit(h, rej, lic)
+	if g.handleErrors {
+		return handledError(status, rej)
+	}
+	h.Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(rejectBody(g.bodyPrefix, rej, now))
+	return nil
+}
+
+// retryAfterSeconds rounds a wait up to whole seconds, as Retry-After and
+// the t parameter of RateLimit carry it.
+func retryAfterSeconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
 }
 
 // rejectBody renders the body; prefix is the route's item or "license".

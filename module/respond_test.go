@@ -46,7 +46,7 @@ func TestWriteRejectHeaders(t *testing.T) {
 
 	rec := httptest.NewRecorder()
 	rej := policy.Rejectf(policy.CodeNotAuthorized, "bad \"sig\" \\ \x01 é")
-	g.writeReject(rec, rej, g.statusFor(rej), now)
+	_ = g.writeReject(rec, rej, g.statusFor(rej), nil, now)
 	h := rec.Header()
 	if rec.Code != 401 || h.Get("Content-Type") != "application/json" || h.Get("Cache-Control") != "no-store" {
 		t.Errorf("401: %d %v", rec.Code, h)
@@ -57,7 +57,7 @@ func TestWriteRejectHeaders(t *testing.T) {
 
 	rec = httptest.NewRecorder()
 	rej = &policy.Reject{Code: policy.CodeServiceUnavailable, Status: 503, Detail: "x", RetryAfter: 1500 * time.Millisecond}
-	g.writeReject(rec, rej, g.statusFor(rej), now)
+	_ = g.writeReject(rec, rej, g.statusFor(rej), nil, now)
 	if rec.Code != 503 || rec.Header().Get("Retry-After") != "2" || rec.Header().Get("WWW-Authenticate") != "" {
 		t.Errorf("503: %d %v", rec.Code, rec.Header())
 	}

@@ -75,9 +75,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 			return next.ServeHTTP(w, r)
 		}
 		if info.hasCredits {
-			h := w.Header()
-			h.Set(HeaderCreditsRemaining, strconv.FormatInt(info.remaining, 10))
-			h.Set(HeaderCreditsLimit, strconv.FormatInt(info.limit, 10))
+			setCreditHeaders(w.Header(), info.remaining, info.limit)
 		}
 	}
 	g.setPlaceholders(repl, info)
@@ -215,8 +213,7 @@ func (g *Gate) deny(w http.ResponseWriter, r *http.Request, next caddyhttp.Handl
 	if g.Shadow {
 		return next.ServeHTTP(w, r)
 	}
-	g.writeReject(w, rej, status, now)
-	return nil
+	return g.writeReject(w, rej, status, lic, now)
 }
 
 // report writes the one "license rejected" line and emits the

@@ -193,13 +193,13 @@ func (v *verifier) keyfunc(ctx context.Context, t *jwt.Token) (string, any, erro
 		// unknown kids of the others into 503s.
 		for _, s := range bound.sources {
 			if s.current() != nil {
-				return kid, nil, errUnknownKey
+				return kid, nil, fmt.Errorf("%w (kid %q, alg %s)", errUnknownKey, kid, alg)
 			}
 		}
 		if len(bound.sources) > 0 {
 			return kid, nil, errNoKeys
 		}
-		return kid, nil, errUnknownKey
+		return kid, nil, fmt.Errorf("%w (kid %q, alg %s)", errUnknownKey, kid, alg)
 	case 1:
 		return kid, keys[0], nil
 	}

@@ -1,0 +1,31 @@
+package caddyfile
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+)
+
+// warnMissingFiles logs, at adapt time, a key file that does not exist,
+// naming the Caddyfile line: the module's own error comes at provisioning,
+// where Caddy knows no line. It is a warning, not an error, because a
+// Caddyfile may be adapted on one machine ("caddy adapt") and run on
+// another. Paths with placeholders are left to provisioning.
+func warnMissingFiles(d *caddyfile.Dispenser, paths []string) {
+	for _, p := range paths {
+		if strings.Contains(p, "{") {
+			continue
+		}
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		wd, _ := os.Getwd()
+		caddy.Log().Named("caddyfile").Warn("jwks_file does not exist; a relative path is read from the working directory",
+			zap.String("file", d.File()), zap.Int("line", d.Line()), zap.String("path", p), zap.String("working_directory", wd))
+	}
+}
