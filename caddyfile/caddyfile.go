@@ -55,10 +55,11 @@ func parseOption(d *caddyfile.Dispenser, g *module.Gate, opt string) error {
 	case "oidc_issuer":
 		return appendArgs(d, &g.OIDCIssuers)
 	case "jwks_file":
+		n := len(g.JWKSFiles)
 		if err := appendArgs(d, &g.JWKSFiles); err != nil {
 			return err
 		}
-		warnMissingFiles(d, g.JWKSFiles)
+		warnMissingFiles(d, g.JWKSFiles[n:])
 	case "issuer":
 		return parseIssuer(d, g)
 	case "audience":

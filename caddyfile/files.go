@@ -25,7 +25,7 @@ func warnMissingFiles(d *caddyfile.Dispenser, paths []string) {
 			continue
 		}
 		wd, _ := os.Getwd()
-		caddy.Log().Named("caddyfile").Warn("jwks_file does not exist; a relative path is read from the working directory",
+		caddy.Log().Named("caddyfile").Warn("jwks_file does not exist (a relative path is read from the working directory)",
 			zap.String("file", d.File()), zap.Int("line", d.Line()), zap.String("path", p), zap.String("working_directory", wd))
 	}
 }
