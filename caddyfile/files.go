@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -26,6 +27,6 @@ func warnMissingFiles(d *caddyfile.Dispenser, paths []string) {
 		}
 		wd, _ := os.Getwd()
 		caddy.Log().Named("caddyfile").Warn("jwks_file does not exist (a relative path is read from the working directory)",
-			zap.String("file", d.File()), zap.Int("line", d.Line()), zap.String("path", p), zap.String("working_directory", wd))
+			zap.String("at", d.File()+":"+strconv.Itoa(d.Line())), zap.String("path", p), zap.String("working_directory", wd))
 	}
 }

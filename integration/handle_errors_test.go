@@ -1,0 +1,96 @@
+package integration
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestErrorsHandleLetsTheSiteRenderRejects: with "errors handle" a reject
+// goes to the site's handle_errors routes, which see the status and the
+// license error code; the gate's headers stay.
+func TestErrorsHandleLetsTheSiteRenderRejects(t *testing.T) {
+	t.Parallel()
+	key := NewECKey(t, "k1", "ES256")
+	up := Upstream(t, http.StatusOK)
+	c := StartCaddy(t, `
+	license_gate {
+		jwks_file keys.json
+		require_item axesWord
+		errors handle
+	}
+	reverse_proxy `+hostPort(up.URL)+`
+	handle_errors {
+		header Content-Type "text/plain; charset=utf-8"
+		respond "site page: {http.error.status_code} {http.license.error_code}" {http.error.status_code}
+	}`, CaddyOptions{Files: map[string]string{"keys.json": JWKS(t, key)}})
+
+	tests := []struct {
+		name    string
+		token   string
+		headers []string
+		status  int
+		body    string
+		header  string // a header the gate sets that must stay
+	}{
+		{"a missing token is the site's 401 page with WWW-Authenticate", "", nil, 401,
+			"site page: 401 notAuthorized", "WWW-Authenticate"},
+		{"an unlicensed item is the site's 403 page", key.Sign(t, Std("items", []string{"axesPDF"})), nil, 403,
+			"site page: 403 noLicenseFound", "Cache-Control"},
+		{"an expired token is the site's 401 page", key.Sign(t, Std("exp", 1_000_000_000)), nil, 401,
+			"site page: 401 licenseExpired", "WWW-Authenticate"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := c.Get(t, "/", tc.token, tc.headers...)
+			if resp.StatusCode != tc.status || string(body) != tc.body {
+				t.Errorf("%d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+			}
+			if resp.Header.Get(tc.header) == "" {
+				t.Errorf("%s is gone: %v", tc.header, resp.Header)
+			}
+			if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+				t.Errorf("Content-Type %q", resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+
+	t.Run("seats full is the site's 429 page with Retry-After and RateLimit", func(t *testing.T) {
+		tok := key.Sign(t, Std("items", []string{"axesWord"}, "seats", 1))
+		if resp, body := c.Get(t, "/", tok, "X-Hardware-Id", "a"); resp.StatusCode != 200 {
+			t.Fatalf("first seat: %d %s", resp.StatusCode, body)
+		}
+		resp, body := c.Get(t, "/", tok, "X-Hardware-Id", "b")
+		if resp.StatusCode != 429 || string(body) != "site page: 429 maxConcurrentSessionsExceed" {
+			t.Errorf("%d %q", resp.StatusCode, body)
+		}
+		if resp.Header.Get("Retry-After") == "" || !strings.HasPrefix(resp.Header.Get("RateLimit"), `"seats";r=0;t=`) {
+			t.Errorf("headers %v", resp.Header)
+		}
+	})
+
+	t.Run("an allowed request is untouched", func(t *testing.T) {
+		resp, body := c.Get(t, "/x", key.Sign(t, Std("items", []string{"axesWord"})))
+		if resp.StatusCode != 200 || !strings.Contains(string(body), "upstream GET /x") {
+			t.Errorf("%d %s", resp.StatusCode, body)
+		}
+	})
+}
+
+// TestErrorsRespondIsTheDefaultEvenWithHandleErrors: without "errors
+// handle", a site's handle_errors does not see rejects; the 10Duke body is
+// the answer.
+func TestErrorsRespondIsTheDefaultEvenWithHandleErrors(t *testing.T) {
+	t.Parallel()
+	key := NewECKey(t, "k1", "ES256")
+	c := StartCaddy(t, `
+	license_gate {
+		jwks_file keys.json
+	}
+	respond "ok"
+	handle_errors {
+		respond "site page" 599
+	}`, CaddyOptions{Files: map[string]string{"keys.json": JWKS(t, key)}})
+	resp, body := c.Get(t, "/", "")
+	AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
+}
