@@ -17,6 +17,7 @@ type manifest struct {
 	Module       string   `json:"module"`
 	CaddyVersion string   `json:"caddy_version"`
 	GoVersion    string   `json:"go_version"`
+	XcaddyVer    string   `json:"xcaddy_version"`
 	Modules      []string `json:"modules"`
 	Directives   []string `json:"directives"`
 	Build        string   `json:"build"`
@@ -49,8 +50,23 @@ func TestManifestMatchesGoMod(t *testing.T) {
 	if goVer == nil || !strings.HasPrefix(goVer[1], m.GoVersion) {
 		t.Errorf("go.mod go %v, xcaddy.json go_version %q", goVer, m.GoVersion)
 	}
-	if !strings.Contains(m.Build, m.CaddyVersion) || !strings.Contains(m.Build, "--with "+m.Module) {
-		t.Errorf("build line %q does not match version and module", m.Build)
+	// xcaddy runs "go get" for a module given without a version; the
+	// module is not published, so the build names a pseudo-version and
+	// replaces it with the clone.
+	if want := "xcaddy build " + m.CaddyVersion + " --with " + m.Module + "@v0.0.0-00010101000000-000000000000=<path-to-clone>"; m.Build != want {
+		t.Errorf("build line %q, want %q", m.Build, want)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// README's Building section shows the same lines CI runs.
+	_, building, _ := strings.Cut(string(readme), "\n## Building\n")
+	building, _, _ = strings.Cut(building, "\n## ")
+	for _, line := range []string{"go install github.com/caddyserver/xcaddy/cmd/xcaddy@" + m.XcaddyVer, m.Build} {
+		if m.XcaddyVer == "" || !strings.Contains(building, "\n"+line+"\n") {
+			t.Errorf("README's Building section lacks the line %q", line)
+		}
 	}
 	for _, id := range m.Modules {
 		if _, err := caddy.GetModule(id); err != nil {
