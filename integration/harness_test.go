@@ -230,8 +230,8 @@ func runBinary(t testing.TB, name, dir string, args, env []string, logs *syncBuf
 	return nil
 }
 
-// StartCaddyExpectError runs the binary on a Caddyfile that must fail to
-// load, and returns its output.
+// AdaptCaddyfile runs the binary's adapt command on a Caddyfile and
+// returns its output.
 func AdaptCaddyfile(t testing.TB, caddyfile string) (string, error) {
 	t.Helper()
 	dir := t.TempDir()
@@ -239,7 +239,11 @@ func AdaptCaddyfile(t testing.TB, caddyfile string) (string, error) {
 	if err := os.WriteFile(p, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(binPath, "adapt", "--config", p, "--adapter", "caddyfile").CombinedOutput()
+	cmd := exec.Command(binPath, "adapt", "--config", p, "--adapter", "caddyfile")
+	// From the repository root, as the examples' READMEs run them: their
+	// relative key files are found there.
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
