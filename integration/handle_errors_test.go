@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 )
@@ -93,4 +96,42 @@ func TestErrorsRespondIsTheDefaultEvenWithHandleErrors(t *testing.T) {
 	}`, CaddyOptions{Files: map[string]string{"keys.json": JWKS(t, key)}})
 	resp, body := c.Get(t, "/", "")
 	AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
+}
+
+// TestReadmeErrorPageExample runs the site README's Rejections section
+// shows for "errors handle": its handle_errors renders a problem+json body.
+func TestReadmeErrorPageExample(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(raw), "**Your own error pages.**")
+	if !ok {
+		t.Fatal("README.md has no **Your own error pages.** paragraph")
+	}
+	_, rest, _ = strings.Cut(rest, "```caddyfile\n")
+	site, _, _ := strings.Cut(rest, "```")
+	key := NewECKey(t, "k1", "ES256")
+	up := Upstream(t, http.StatusOK)
+	port, admin := freePort(t), freePort(t)
+	for _, want := range []string{"api.example.com {", "/etc/licensegate/jwks.json", "backend:8080", "errors handle"} {
+		if !strings.Contains(site, want) {
+			t.Fatalf("the README's example lacks %q; update this test:\n%s", want, site)
+		}
+	}
+	site = strings.NewReplacer("api.example.com {", fmt.Sprintf("http://127.0.0.1:%d {", port),
+		"/etc/licensegate/jwks.json", "keys.json", "backend:8080", hostPort(up.URL)).Replace(site)
+	cfg := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\thttp_port %d\n\tauto_https off\n\tpersist_config off\n}\n\n%s", admin, port, site)
+	c := StartCaddyfile(t, cfg, port, admin, map[string]string{"keys.json": JWKS(t, key)})
+
+	resp, body := c.Get(t, "/", "")
+	var problem map[string]any
+	if resp.StatusCode != 401 || resp.Header.Get("Content-Type") != "application/problem+json" || json.Unmarshal(body, &problem) != nil ||
+		problem["status"] != float64(401) || problem["type"] != "https://example.com/errors/notAuthorized" {
+		t.Errorf("%d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	if resp, body := c.Get(t, "/", key.Sign(t, Std())); resp.StatusCode != 200 {
+		t.Errorf("allowed: %d %s", resp.StatusCode, body)
+	}
 }
