@@ -36,5 +36,6 @@ func emptyAfterReplace(option, raw string) error {
 	if len(ph) == 0 {
 		return fmt.Errorf("%s is empty", option)
 	}
-	return fmt.Errorf("%s %s is empty: set what the placeholder names (e.g. the environment variable of {env.NAME}) for the Caddy process", option, strings.Join(ph, ", "))
+	return fmt.Errorf("%s is empty after replacing %s: set it for the Caddy process (for {env.NAME}, the environment variable NAME)",
+		option, strings.Join(ph, ", "))
 }

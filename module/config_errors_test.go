@@ -30,7 +30,7 @@ func TestProvisionErrorsSayWhatToFix(t *testing.T) {
 			[]string{"jwks_file /nonexistent/licensegate/jwks.json: no such file"}, 80},
 		{"an empty secret names its placeholder",
 			Gate{Secret: "{env.LG_TEST_NEVER_SET_SECRET}"},
-			[]string{"secret {env.LG_TEST_NEVER_SET_SECRET} is empty"}, 200},
+			[]string{"secret is empty after replacing {env.LG_TEST_NEVER_SET_SECRET}: set it"}, 200},
 		{"an unknown errors mode is refused",
 			Gate{JWKSFiles: []string{"x"}, Errors: "render"},
 			[]string{`errors must be respond or handle, not "render"`}, 100},
