@@ -60,7 +60,7 @@ func TestUnreachableRedisIsAnErrorAtStart(t *testing.T) {
 	t.Parallel()
 	key := NewECKey(t, "k1", "ES256")
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t)) // nothing listens there
-	c := StartCaddy(t, `
+	c := StartKeyFileGate(t, key, `
 	license_gate {
 		jwks_file keys.json
 		store redis {
@@ -68,7 +68,7 @@ func TestUnreachableRedisIsAnErrorAtStart(t *testing.T) {
 			timeout 200ms
 		}
 	}
-	respond ok`, CaddyOptions{Files: map[string]string{"keys.json": JWKS(t, key)}})
+	respond ok`)
 	WaitFor(t, 10*time.Second, "the start-up ERROR line", func() bool {
 		return len(c.Logs.logLines("counter store unreachable at start; requests that count get on_store_error until it answers")) > 0
 	})

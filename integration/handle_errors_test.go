@@ -16,7 +16,7 @@ func TestErrorsHandleLetsTheSiteRenderRejects(t *testing.T) {
 	t.Parallel()
 	key := NewECKey(t, "k1", "ES256")
 	up := Upstream(t, http.StatusOK)
-	c := StartCaddy(t, `
+	c := StartKeyFileGate(t, key, `
 	license_gate {
 		jwks_file keys.json
 		require_item axesWord
@@ -26,7 +26,7 @@ func TestErrorsHandleLetsTheSiteRenderRejects(t *testing.T) {
 	handle_errors {
 		header Content-Type "text/plain; charset=utf-8"
 		respond "site page: {http.error.status_code} {http.license.error_code}" {http.error.status_code}
-	}`, CaddyOptions{Files: map[string]string{"keys.json": JWKS(t, key)}})
+	}`)
 
 	tests := []struct {
 		name    string
@@ -86,14 +86,14 @@ func TestErrorsHandleLetsTheSiteRenderRejects(t *testing.T) {
 func TestErrorsRespondIsTheDefaultEvenWithHandleErrors(t *testing.T) {
 	t.Parallel()
 	key := NewECKey(t, "k1", "ES256")
-	c := StartCaddy(t, `
+	c := StartKeyFileGate(t, key, `
 	license_gate {
 		jwks_file keys.json
 	}
 	respond "ok"
 	handle_errors {
 		respond "site page" 599
-	}`, CaddyOptions{Files: map[string]string{"keys.json": JWKS(t, key)}})
+	}`)
 	resp, body := c.Get(t, "/", "")
 	AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
 }

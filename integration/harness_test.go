@@ -135,6 +135,13 @@ http://127.0.0.1:%d {
 	return runCaddyfile(t, dir, cfg, port, admin, opt.Env)
 }
 
+// StartKeyFileGate is StartCaddy for a site whose license_gate reads
+// key's public key set from keys.json (jwks_file keys.json).
+func StartKeyFileGate(t testing.TB, key *Key, site string) *Caddy {
+	t.Helper()
+	return StartCaddy(t, site, CaddyOptions{Files: map[string]string{"keys.json": JWKS(t, key)}})
+}
+
 // StartCaddyfile runs the binary on a whole Caddyfile of the caller's (in a
 // fresh directory holding files), whose site listens on port and whose
 // admin endpoint is on admin, and waits until it serves.
@@ -187,7 +194,14 @@ func runCaddyfile(t testing.TB, dir, cfg string, port, admin int, env []string) 
 func runBinary(t testing.TB, name, dir string, args, env []string, logs *syncBuffer, addr string,
 	ready func() (bool, error)) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(binPath, args...)
+	return runProgram(t, name, binPath, dir, args, env, logs, addr, ready)
+}
+
+// runProgram is runBinary for any program (such as prometheus).
+func runProgram(t testing.TB, name, program, dir string, args, env []string, logs *syncBuffer, addr string,
+	ready func() (bool, error)) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(program, args...)
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logs, logs

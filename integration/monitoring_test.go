@@ -123,36 +123,16 @@ func TestMonitoringWithPrometheus(t *testing.T) {
 	}
 	promPort := freePort(t)
 	base := "http://127.0.0.1:" + strconv.Itoa(promPort)
-	logs := &syncBuffer{}
-	cmd := exec.Command(prometheus, "--config.file="+filepath.Join(mdir, "prometheus-test.yml"),
-		"--storage.tsdb.path="+t.TempDir(), "--web.listen-address=127.0.0.1:"+strconv.Itoa(promPort))
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("prometheus logs:\n%s", tail(logs.String(), 4000))
-		}
-	})
-	WaitFor(t, 30*time.Second, "Prometheus to be ready", func() bool {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("prometheus exited: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	runProgram(t, "prometheus", prometheus, mdir, []string{"--config.file=" + filepath.Join(mdir, "prometheus-test.yml"),
+		"--storage.tsdb.path=" + t.TempDir(), "--web.listen-address=127.0.0.1:" + strconv.Itoa(promPort)},
+		os.Environ(), &syncBuffer{}, "127.0.0.1:"+strconv.Itoa(promPort), func() (bool, error) {
+			resp, err := http.Get(base + "/-/ready")
+			if err != nil {
+				return false, nil
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, nil
+		})
 
 	// Requests, allowed and rejected, until Prometheus has their series.
 	tok := r.mint(t, "--key", "examples/monitoring/demo.private.jwk.json", "--sub", "alice", "--credits", "100000")

@@ -13,11 +13,11 @@ func TestStandardRateLimitFields(t *testing.T) {
 	t.Parallel()
 	key := NewECKey(t, "k1", "ES256")
 	up := Upstream(t, http.StatusOK)
-	c := StartCaddy(t, `
+	c := StartKeyFileGate(t, key, `
 	license_gate {
 		jwks_file keys.json
 	}
-	reverse_proxy `+hostPort(up.URL), CaddyOptions{Files: map[string]string{"keys.json": JWKS(t, key)}})
+	reverse_proxy `+hostPort(up.URL))
 
 	tok := key.Sign(t, Std("credits", 2))
 	for _, left := range []int{1, 0} {
