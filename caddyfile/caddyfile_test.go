@@ -127,6 +127,8 @@ func TestParseOptions(t *testing.T) {
 		{"pass_preflight false", "pass_preflight false", module.Gate{PassPreflight: ptr(false)}},
 		{"status repeats", "status maxUseCountExceed 429\nstatus notAuthorized 200",
 			module.Gate{Status: map[string]int{"maxUseCountExceed": 429, "notAuthorized": 200}}},
+		{"errors handle", "errors handle", module.Gate{Errors: module.ErrorsHandle}},
+		{"errors respond", "errors respond", module.Gate{Errors: module.ErrorsRespond}},
 		{"an empty block is the defaults", "", module.Gate{}},
 	}
 	for _, tc := range tests {

@@ -13,7 +13,8 @@ type pinger interface {
 }
 
 // checkStoreAtStart pings the store once, in the background and bounded by
-// timeout, and logs at ERROR when it does not answer, so that an
+// timeout (for Redis three store timeouts: the first PING also dials and
+// handshakes, each step bounded by the store timeout), and logs at ERROR when it does not answer, so that an
 // unreachable Redis shows in the log when Caddy starts rather than with
 // the first request. Start never fails for it: the client reconnects by
 // itself, and on_store_error decides what requests get meanwhile. The

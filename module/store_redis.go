@@ -66,7 +66,7 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 		return fmt.Errorf("store: %w", err)
 	}
 	g.store = val.(redisCounters)
-	g.checkStoreAtStart(val.(redisCounters), o.Addresses, o.Timeout)
+	g.checkStoreAtStart(val.(redisCounters), o.Addresses, 3*o.Timeout)
 	return nil
 }
 
