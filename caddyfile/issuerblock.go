@@ -39,9 +39,11 @@ func parseIssuer(d *caddyfile.Dispenser, g *module.Gate) error {
 				return err
 			}
 		case "jwks_file":
+			n := len(ik.JWKSFiles)
 			if err := appendArgs(d, &ik.JWKSFiles); err != nil {
 				return err
 			}
+			warnMissingFiles(d, ik.JWKSFiles[n:])
 		case "secret":
 			if ik.Secret != "" {
 				return d.Errf("issuer %s has two secrets; give it one", ik.Issuer)
@@ -50,7 +52,8 @@ func parseIssuer(d *caddyfile.Dispenser, g *module.Gate) error {
 				return err
 			}
 		default:
-			return d.Errf("unknown option %q in the block of issuer %s (jwks_url, jwks_file or secret)", opt, ik.Issuer)
+			return d.Errf("unknown option %q in the block of issuer %s (jwks_url, jwks_file or secret)%s",
+				opt, ik.Issuer, didYouMean(opt, []string{"jwks_url", "jwks_file", "secret"}))
 		}
 	}
 	g.IssuerKeys = append(g.IssuerKeys, ik)

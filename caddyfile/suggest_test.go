@@ -21,6 +21,7 @@ func TestMisspelledOptionsGetASuggestion(t *testing.T) {
 		{"audiences suggests audience", "audiences a", `(did you mean "audience"?)`},
 		{"refundon suggests refund_on", "refundon 5xx", `(did you mean "refund_on"?)`},
 		{"a store option adresses suggests addresses", "store redis {\n adresses 127.0.0.1:6379\n}", `unknown store option "adresses" (did you mean "addresses"?)`},
+		{"an issuer block option jwks_fle suggests jwks_file", "issuer https://a {\n jwks_fle k.json\n}", `(did you mean "jwks_file"?)`},
 		{"a store option pasword suggests password", "store redis {\n pasword x\n}", `(did you mean "password"?)`},
 	}
 	for _, tc := range tests {
