@@ -1,6 +1,7 @@
-// Package caddyfile parses the license_gate Caddyfile directive into the
-// module's configuration and registers the directive with its order
-// (after basic_auth, so before reverse_proxy and the other handlers).
+// Package caddyfile parses the license_gate and license_issuer Caddyfile
+// directives into the modules' configuration and registers the directives
+// with their order (after basic_auth, so before reverse_proxy and the other
+// handlers; license_issuer before license_gate).
 //
 // It only parses: it builds the module's exported configuration and holds no
 // runtime state; checks that need more than the tokens live in the module's
@@ -217,68 +218,78 @@ func parseClaims(d *caddyfile.Dispenser, g *module.Gate) error {
 }
 
 func parseStore(d *caddyfile.Dispenser, g *module.Gate) error {
+	sc, err := parseStoreConfig(d)
+	if err != nil {
+		return err
+	}
+	g.Store = sc
+	return nil
+}
+
+// parseStoreConfig reads a store block (license_gate's and
+// license_issuer's), the dispenser on the store option.
+func parseStoreConfig(d *caddyfile.Dispenser) (*module.StoreConfig, error) {
 	if !d.NextArg() {
-		return d.Err("store needs a type: memory or redis")
+		return nil, d.Err("store needs a type: memory or redis")
 	}
 	sc := &module.StoreConfig{Type: d.Val()}
 	if sc.Type != "memory" && sc.Type != "redis" {
-		return d.Errf("unknown store type %q (memory or redis)", sc.Type)
+		return nil, d.Errf("unknown store type %q (memory or redis)", sc.Type)
 	}
 	if d.NextArg() {
-		return d.ArgErr()
+		return nil, d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if sc.Type == "memory" {
-			return d.Errf("the memory store takes no options")
+			return nil, d.Errf("the memory store takes no options")
 		}
 		switch opt := d.Val(); opt {
 		case "addresses", "address":
 			if err := appendArgs(d, &sc.Addresses); err != nil {
-				return err
+				return nil, err
 			}
 		case "master_name":
 			if err := oneArg(d, &sc.MasterName); err != nil {
-				return err
+				return nil, err
 			}
 		case "username":
 			if err := oneArg(d, &sc.Username); err != nil {
-				return err
+				return nil, err
 			}
 		case "password":
 			if err := oneArg(d, &sc.Password); err != nil {
-				return err
+				return nil, err
 			}
 		case "db":
 			var n int64
 			if err := intArg(d, &n, 0); err != nil {
-				return err
+				return nil, err
 			}
 			sc.DB = int(n)
 		case "tls":
 			if d.NextArg() {
-				return d.ArgErr()
+				return nil, d.ArgErr()
 			}
 			sc.TLS = true
 		case "timeout":
 			if err := durationArg(d, &sc.Timeout); err != nil {
-				return err
+				return nil, err
 			}
 		case "pool_size":
 			var n int64
 			if err := intArg(d, &n, 1); err != nil {
-				return err
+				return nil, err
 			}
 			sc.PoolSize = int(n)
 		case "prefix":
 			if err := oneArg(d, &sc.Prefix); err != nil {
-				return err
+				return nil, err
 			}
 		default:
-			return d.Errf("unknown store option %q%s", opt, didYouMean(opt, StoreOptions))
+			return nil, d.Errf("unknown store option %q%s", opt, didYouMean(opt, StoreOptions))
 		}
 	}
-	g.Store = sc
-	return nil
+	return sc, nil
 }
 
 func appendArgs(d *caddyfile.Dispenser, dst *[]string) error {
