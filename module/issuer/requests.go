@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -307,5 +308,31 @@ func anyValue(field string, raw json.RawMessage) (any, *Problem) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fieldError(field, "is not a JSON value")
 	}
+	if !finiteNumbers(v) {
+		return nil, fieldError(field, "holds a number beyond the range of a double")
+	}
 	return v, nil
+}
+
+// finiteNumbers reports whether every number in v is one a JWT library
+// reading into doubles can read.
+func finiteNumbers(v any) bool {
+	switch x := v.(type) {
+	case json.Number:
+		_, err := strconv.ParseFloat(x.String(), 64)
+		return err == nil
+	case []any:
+		for _, e := range x {
+			if !finiteNumbers(e) {
+				return false
+			}
+		}
+	case map[string]any:
+		for _, e := range x {
+			if !finiteNumbers(e) {
+				return false
+			}
+		}
+	}
+	return true
 }
