@@ -73,16 +73,25 @@ func TestManifestMatchesGoMod(t *testing.T) {
 			t.Errorf("module %s is not registered: %v", id, err)
 		}
 	}
+	// The least block each directive adapts with.
+	body := map[string]string{
+		"license_gate":   "jwks_file keys.json",
+		"license_issuer": "issuer https://license.example.com\n\t\tsigning_key k.private.jwk.json",
+	}
 	for _, d := range m.Directives {
+		if body[d] == "" {
+			t.Errorf("directive %s has no sample block in this test", d)
+			continue
+		}
 		// Adapting without a global order line proves the directive is
 		// registered and ordered before reverse_proxy.
-		cf := "http://example.com {\n\treverse_proxy 127.0.0.1:9\n\t" + d + " {\n\t\tjwks_file keys.json\n\t}\n}\n"
+		cf := "http://example.com {\n\treverse_proxy 127.0.0.1:9\n\t" + d + " {\n\t\t" + body[d] + "\n\t}\n}\n"
 		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), nil)
 		if err != nil {
 			t.Errorf("directive %s does not adapt: %v", d, err)
 			continue
 		}
-		gate, proxy := strings.Index(string(out), `"handler":"`+strings.TrimPrefix(m.Modules[0], "http.handlers.")+`"`), strings.Index(string(out), `"handler":"reverse_proxy"`)
+		gate, proxy := strings.Index(string(out), `"handler":"`+d+`"`), strings.Index(string(out), `"handler":"reverse_proxy"`)
 		if gate < 0 || proxy < 0 || gate > proxy {
 			t.Errorf("directive %s is not ordered before reverse_proxy: %s", d, out)
 		}
