@@ -1,5 +1,6 @@
 // Command licensegate is Caddy with its standard modules plus the licensegate
-// module, the license_gate directive and the license-* subcommands.
+// modules, the license_gate and license_issuer directives and the license-*
+// subcommands.
 package main
 
 import (

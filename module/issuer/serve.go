@@ -121,7 +121,9 @@ func (h *Handler) issueHandler(endpoint string, decode decoder, respond responde
 // The key is returned (nil when unknown) for the log.
 func (h *Handler) issue(w http.ResponseWriter, r *http.Request, decode decoder) (*apiKey, *issued, *Problem) {
 	presented := r.Header.Get(HeaderAPIKey)
-	// The key goes no further: not upstream, not into the access log.
+	// The key goes no further down the handler chain. (Caddy's access
+	// log holds a copy of the headers made before any handler ran: a
+	// site's log filter keeps it out there, see README.md.)
 	r.Header.Del(HeaderAPIKey)
 	key := authenticate(h.keys, presented)
 	if key == nil {
