@@ -700,6 +700,13 @@ func TestExampleAxes4(t *testing.T) {
 	runExample(t, "axes4", "8300", nil, nil)
 }
 
+// TestExampleIssuer runs the issuer example: one Caddy that issues axes4
+// and Data8 tokens and enforces them through oidc_issuer.
+func TestExampleIssuer(t *testing.T) {
+	t.Parallel()
+	runExample(t, "issuer", "8600", nil, nil)
+}
+
 // TestExampleOIDC serves the stand-in realm's discovery document and keys
 // from a loopback test server in place of Keycloak, runs the README's
 // walk-through, and checks a Keycloak-like at+jwt access token passes and
