@@ -175,3 +175,30 @@ func TestAdaptIssuerGolden(t *testing.T) {
 		t.Errorf("decoded %+v", h)
 	}
 }
+
+// TestReadmeIssuerBlockAdapts keeps README.md's license_issuer example
+// (its "Issuing tokens" section) a Caddyfile that adapts as shown.
+func TestReadmeIssuerBlockAdapts(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(raw), "\n## Issuing tokens\n")
+	if !ok {
+		t.Fatal(`README.md has no "Issuing tokens" section`)
+	}
+	_, block, ok := strings.Cut(section, "```caddyfile\n")
+	if !ok {
+		t.Fatal("the section shows no Caddyfile")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	out, err := adapt(t, []byte(block))
+	if err != nil {
+		t.Fatalf("README.md's license_issuer example does not adapt: %v\n%s", err, block)
+	}
+	for _, want := range []string{`"handler":"license_issuer"`, `"max_credits":100000`, `"secret":"{env.PARTNER_A_KEY}"`, `"default_validity":2592000000000000`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("adapted README example lacks %s:\n%s", want, out)
+		}
+	}
+}
