@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -295,6 +296,29 @@ func TestIssuerEndpointsAnswer(t *testing.T) {
 		t.Errorf("%d license issued lines, want 3", n)
 	}
 	assertNoSecretsLogged(t, c, itPartnerKey, itShopKey)
+
+	// licensegate_issued_total, in Caddy's registry: one count per answer.
+	resp, err := http.Get(c.AdminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, tc := range []struct {
+		endpoint string
+		counts   map[string]float64
+	}{
+		{"axes4", map[string]float64{"issued": 1, "unauthorized": 1, "forbidden": 1, "invalid": 3}},
+		{"data8", map[string]float64{"issued": 1, "unauthorized": 1, "forbidden": 1, "invalid": 1}},
+		{"native", map[string]float64{"issued": 1, "unauthorized": 1, "forbidden": 1, "invalid": 2}},
+	} {
+		for result, want := range tc.counts {
+			name := fmt.Sprintf(`licensegate_issued_total{endpoint=%q,result=%q}`, tc.endpoint, result)
+			if got, ok := metricValue(string(raw), name); !ok || got != want {
+				t.Errorf("%s = %v (found %v), want %v", name, got, ok, want)
+			}
+		}
+	}
 }
 
 // assertNoSecretsLogged fails when any log line holds one of the secrets

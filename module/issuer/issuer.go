@@ -168,6 +168,9 @@ func (h *Handler) provision() error {
 			h.catalog[p] = true
 		}
 	}
+	if h.Store != nil && h.Store.Type != "" && h.Store.Type != "memory" && h.Store.Type != "redis" {
+		return fmt.Errorf("store: unknown type %q (memory or redis)", h.Store.Type)
+	}
 	if h.keys, err = provisionKeys(h.APIKeys, repl, h.catalog); err != nil {
 		return err
 	}
@@ -193,7 +196,7 @@ func parseIssuer(s string) (string, string, error) {
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return "", "", fmt.Errorf("issuer %q must not have a query, a fragment or user info", s)
 	}
-	return s, strings.TrimSuffix(u.EscapedPath(), "/"), nil
+	return s, strings.TrimSuffix(u.Path, "/"), nil
 }
 
 // Interface guards.
