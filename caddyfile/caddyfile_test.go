@@ -273,8 +273,12 @@ func adapt(t *testing.T, src []byte) ([]byte, error) {
 	return out, err
 }
 
-func TestAdaptGolden(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("testdata", "full.caddyfile"))
+// adaptGolden adapts testdata/<name>.caddyfile and compares the indented
+// JSON with testdata/<name>.json (rewritten with -update); it returns the
+// adapted config.
+func adaptGolden(t *testing.T, name string) []byte {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", name+".caddyfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +291,7 @@ func TestAdaptGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	pretty.WriteByte('\n')
-	golden := filepath.Join("testdata", "full.json")
+	golden := filepath.Join("testdata", name+".json")
 	if *update {
 		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
@@ -295,14 +299,17 @@ func TestAdaptGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("%v (run go test ./caddyfile/ -run TestAdaptGolden -update)", err)
+		t.Fatalf("%v (run go test ./caddyfile/ -run %s -update)", err, t.Name())
 	}
 	if !bytes.Equal(pretty.Bytes(), want) {
 		t.Errorf("adapted config differs from %s (rerun with -update after checking):\n%s", golden, pretty.Bytes())
 	}
+	return out
+}
 
-	// The directive sits after basic_auth and before encode and
-	// reverse_proxy, with no global order line.
+// siteRoutes returns the top-level routes of an adapted config's servers.
+func siteRoutes(t *testing.T, out []byte) []json.RawMessage {
+	t.Helper()
 	var cfg struct {
 		Apps struct {
 			HTTP struct {
@@ -315,13 +322,23 @@ func TestAdaptGolden(t *testing.T) {
 	if err := json.Unmarshal(out, &cfg); err != nil {
 		t.Fatal(err)
 	}
+	var routes []json.RawMessage
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		routes = append(routes, srv.Routes...)
+	}
+	return routes
+}
+
+func TestAdaptGolden(t *testing.T) {
+	out := adaptGolden(t, "full")
+
+	// The directive sits after basic_auth and before encode and
+	// reverse_proxy, with no global order line.
 	// The handlers of the api.example.com route, in order.
 	var order []string
-	for _, srv := range cfg.Apps.HTTP.Servers {
-		for _, r := range srv.Routes {
-			if bytes.Contains(r, []byte("api.example.com")) {
-				collectHandlers(r, &order)
-			}
+	for _, r := range siteRoutes(t, out) {
+		if bytes.Contains(r, []byte("api.example.com")) {
+			collectHandlers(r, &order)
 		}
 	}
 	pos := func(name string) int {

@@ -105,49 +105,10 @@ func TestParseIssuerErrors(t *testing.T) {
 // issuer runs after basic_auth and before the gate (whose license it would
 // otherwise need) and reverse_proxy, with no global order line.
 func TestAdaptIssuerGolden(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("testdata", "issuer.caddyfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := adapt(t, src)
-	if err != nil {
-		t.Fatalf("adapt: %v", err)
-	}
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, out, "", "\t"); err != nil {
-		t.Fatal(err)
-	}
-	pretty.WriteByte('\n')
-	golden := filepath.Join("testdata", "issuer.json")
-	if *update {
-		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test ./caddyfile/ -run TestAdaptIssuerGolden -update)", err)
-	}
-	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Errorf("adapted config differs from %s (rerun with -update after checking):\n%s", golden, pretty.Bytes())
-	}
-	var cfg struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Routes []json.RawMessage `json:"routes"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	out := adaptGolden(t, "issuer")
 	var order []string
-	for _, srv := range cfg.Apps.HTTP.Servers {
-		for _, r := range srv.Routes {
-			collectHandlers(r, &order)
-		}
+	for _, r := range siteRoutes(t, out) {
+		collectHandlers(r, &order)
 	}
 	idx := func(name string) int {
 		for i, h := range order {

@@ -115,7 +115,13 @@ func StartCaddy(t testing.TB, site string, o ...CaddyOptions) *Caddy {
 			t.Fatal(err)
 		}
 	}
-	cfg := fmt.Sprintf(`{
+	return runCaddyfile(t, dir, SiteCaddyfile(port, admin, opt.Globals, site), port, admin, opt.Env)
+}
+
+// SiteCaddyfile is the Caddyfile StartCaddy runs: JSON logs at DEBUG on
+// stderr, the extra global options, and one site on port whose body is site.
+func SiteCaddyfile(port, admin int, globals, site string) string {
+	return fmt.Sprintf(`{
 	admin 127.0.0.1:%d
 	http_port %d
 	auto_https off
@@ -131,8 +137,7 @@ func StartCaddy(t testing.TB, site string, o ...CaddyOptions) *Caddy {
 http://127.0.0.1:%d {
 	%s
 }
-`, admin, port, opt.Globals, port, site)
-	return runCaddyfile(t, dir, cfg, port, admin, opt.Env)
+`, admin, port, globals, port, site)
 }
 
 // StartKeyFileGate is StartCaddy for a site whose license_gate reads

@@ -98,29 +98,14 @@ func gateRoutes(iss, upstream string) string {
 // site, every log at DEBUG, and access logs that leave out x-api-key as
 // README.md advises (Caddy redacts only Authorization and cookies itself).
 func caddyfileFor(port, admin int, site string) string {
-	return fmt.Sprintf(`{
-	admin 127.0.0.1:%d
-	http_port %d
-	auto_https off
-	persist_config off
-	log {
-		output stderr
-		format json
-		level DEBUG
-	}
-}
-
-http://127.0.0.1:%d {
-	log {
+	return SiteCaddyfile(port, admin, "", `log {
 		output stderr
 		format filter {
 			wrap json
 			request>headers>X-Api-Key delete
 		}
 	}
-	%s
-}
-`, admin, port, port, site)
+	`+site)
 }
 
 // startIssuer runs a Caddy whose site holds the issuer (its URL is the

@@ -102,18 +102,27 @@ func stringField(field string, raw json.RawMessage) (string, *Problem) {
 // characters: a value a gate can compare with a request header.
 func textField(field string, raw json.RawMessage, max int) (string, *Problem) {
 	s, p := stringField(field, raw)
+	if p == nil {
+		p = checkText(field, s, max)
+	}
 	if p != nil {
 		return "", p
 	}
+	return s, nil
+}
+
+// checkText refuses an empty or too long text, or one with control
+// characters or invalid UTF-8.
+func checkText(field, s string, max int) *Problem {
 	if s == "" || len(s) > max {
-		return "", fieldError(field, "must have 1 to %d bytes", max)
+		return fieldError(field, "must have 1 to %d bytes", max)
 	}
 	for _, c := range s {
 		if c < 0x20 || c == 0x7f || c == '\uFFFD' {
-			return "", fieldError(field, "must not hold control characters or invalid UTF-8")
+			return fieldError(field, "must not hold control characters or invalid UTF-8")
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // intField reads an integer in lo..hi.

@@ -248,50 +248,59 @@ func itemValue(field string, raw json.RawMessage) (any, *Problem) {
 
 // versionValue reads one version pattern the gate can enforce.
 func versionValue(field string, raw json.RawMessage) (any, *Problem) {
-	s, p := textField(field, raw, maxVersionLen)
+	s, p := stringField(field, raw)
+	if p == nil {
+		p = checkVersion(field, s)
+	}
 	if p != nil {
 		return nil, p
-	}
-	if _, err := policy.ParseVersionPattern(s); err != nil {
-		return nil, fieldError(field, "%q is not a version pattern (such as 1.2.3, 1-3.4-6.7-9 or 1.*.*): %v", clip(s), err)
 	}
 	return s, nil
 }
 
+// checkVersion refuses a version pattern the gate would refuse.
+func checkVersion(field, s string) *Problem {
+	if p := checkText(field, s, maxVersionLen); p != nil {
+		return p
+	}
+	if _, err := policy.ParseVersionPattern(s); err != nil {
+		return fieldError(field, "%q is not a version pattern (such as 1.2.3, 1-3.4-6.7-9 or 1.*.*): %v", clip(s), err)
+	}
+	return nil
+}
+
+// checkNetwork refuses what is neither an address nor a CIDR.
+func checkNetwork(field, s string) *Problem {
+	if _, err := policy.ParseNetwork(s); err != nil {
+		return fieldError(field, "%q is neither an IP address nor a CIDR", clip(s))
+	}
+	return nil
+}
+
 // versionsValue reads one pattern or an array of them.
 func versionsValue(field string, raw json.RawMessage) (any, *Problem) {
-	list, p := stringListField(field, raw)
-	if p != nil {
-		return nil, p
-	}
-	if len(list) == 0 {
-		return nil, fieldError(field, "names no version pattern")
-	}
-	for _, s := range list {
-		enc, _ := json.Marshal(s)
-		if _, p := versionValue(field, enc); p != nil {
-			return nil, p
-		}
-	}
-	if len(list) == 1 {
-		return list[0], nil
-	}
-	return list, nil
+	return listValue(field, raw, "names no version pattern", checkVersion)
 }
 
 // networksValue reads an address or CIDR, or an array of them, as the
 // gate's ip claim.
 func networksValue(field string, raw json.RawMessage) (any, *Problem) {
+	return listValue(field, raw, "names no address", checkNetwork)
+}
+
+// listValue reads a string or a non-empty array of strings, each passing
+// check; one is kept as a string, several as an array.
+func listValue(field string, raw json.RawMessage, empty string, check func(field, s string) *Problem) (any, *Problem) {
 	list, p := stringListField(field, raw)
 	if p != nil {
 		return nil, p
 	}
 	if len(list) == 0 {
-		return nil, fieldError(field, "names no address")
+		return nil, fieldError(field, "%s", empty)
 	}
 	for _, s := range list {
-		if _, err := policy.ParseNetwork(s); err != nil {
-			return nil, fieldError(field, "%q is neither an IP address nor a CIDR", clip(s))
+		if p := check(field, s); p != nil {
+			return nil, p
 		}
 	}
 	if len(list) == 1 {
