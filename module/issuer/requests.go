@@ -63,47 +63,59 @@ var axes4Claims = map[string]string{
 	"os": "operatingSystemEnum", "hw": "lockingData",
 }
 
-// decodeAxes4 reads an IssueTokenRequest. The class is closed: a property
-// it does not have is refused. null is an unset property.
-func decodeAxes4(body []byte) (*request, *Problem) {
+// readClass reads a closed request class: each member must name one of
+// fields, in any ASCII case (System.Text.Json's case-insensitive reading);
+// null is an unset property; set decodes every other member under its
+// field's canonical name.
+func readClass(body []byte, class string, fields []string, set func(field string, raw json.RawMessage) *Problem) *Problem {
 	members, p := readObject(body, true)
 	if p != nil {
-		return nil, p
+		return p
 	}
-	r := &request{claims: make(map[string]any), fields: axes4Claims, validity: true}
 	for _, m := range members {
-		i := slices.IndexFunc(axes4Fields, func(f string) bool { return asciiLower(f) == asciiLower(m.name) })
+		i := slices.IndexFunc(fields, func(f string) bool { return asciiLower(f) == asciiLower(m.name) })
 		if i < 0 {
-			return nil, unknownField("IssueTokenRequest", m.name, axes4Fields)
+			return unknownField(class, m.name, fields)
 		}
-		f := axes4Fields[i]
 		if isNull(m.raw) {
 			continue
 		}
-		var err *Problem
-		switch f {
-		case "customerIdentifier":
-			r.claims["sub"], err = textValue(f, m.raw, maxSubjectLen)
-		case "productEnum":
-			r.claims["product"], err = itemValue(f, m.raw)
-		case "version":
-			r.claims["ver"], err = versionValue(f, m.raw)
-		case "startDate":
-			r.start, err = dateField(f, m.raw, false)
-		case "expireDate":
-			r.exp, err = dateField(f, m.raw, false)
-		case "operatingSystemEnum":
-			r.claims["os"], err = textValue(f, m.raw, maxOSLen)
-		case "lockingData":
-			r.claims["hw"], err = textValue(f, m.raw, maxHardwareLen)
-		}
-		if err != nil {
-			return nil, err
+		if p := set(fields[i], m.raw); p != nil {
+			return p
 		}
 	}
-	for claim, f := range map[string]string{"sub": "customerIdentifier", "product": "productEnum"} {
-		if _, ok := r.claims[claim]; !ok {
-			return nil, missingField(f)
+	return nil
+}
+
+// decodeAxes4 reads an IssueTokenRequest. The class is closed: a property
+// it does not have is refused. null is an unset property.
+func decodeAxes4(body []byte) (*request, *Problem) {
+	r := &request{claims: make(map[string]any), fields: axes4Claims, validity: true}
+	p := readClass(body, "IssueTokenRequest", axes4Fields, func(f string, raw json.RawMessage) (err *Problem) {
+		switch f {
+		case "customerIdentifier":
+			r.claims["sub"], err = textValue(f, raw, maxSubjectLen)
+		case "productEnum":
+			r.claims["product"], err = itemValue(f, raw)
+		case "version":
+			r.claims["ver"], err = versionValue(f, raw)
+		case "startDate":
+			r.start, err = dateField(f, raw, false)
+		case "expireDate":
+			r.exp, err = dateField(f, raw, false)
+		case "operatingSystemEnum":
+			r.claims["os"], err = textValue(f, raw, maxOSLen)
+		case "lockingData":
+			r.claims["hw"], err = textValue(f, raw, maxHardwareLen)
+		}
+		return err
+	})
+	if p != nil {
+		return nil, p
+	}
+	for _, req := range [][2]string{{"sub", "customerIdentifier"}, {"product", "productEnum"}} {
+		if _, ok := r.claims[req[0]]; !ok {
+			return nil, missingField(req[1])
 		}
 	}
 	return r, nil
@@ -118,34 +130,22 @@ var data8Claims = map[string]string{"exp": "expires"}
 // expires is an ISO 8601 date-time; one without offset is read as UTC
 // (a .NET DateTime of unspecified kind).
 func decodeData8(body []byte) (*request, *Problem) {
-	members, p := readObject(body, true)
-	if p != nil {
-		return nil, p
-	}
 	r := &request{claims: make(map[string]any), fields: data8Claims}
-	for _, m := range members {
-		i := slices.IndexFunc(data8Fields, func(f string) bool { return f == asciiLower(m.name) })
-		if i < 0 {
-			return nil, unknownField("GetJWT", m.name, data8Fields)
-		}
-		f := data8Fields[i]
-		if isNull(m.raw) {
-			continue
-		}
-		var err *Problem
+	p := readClass(body, "GetJWT", data8Fields, func(f string, raw json.RawMessage) (err *Problem) {
 		switch f {
 		case "sub":
-			r.claims["sub"], err = textValue(f, m.raw, maxSubjectLen)
+			r.claims["sub"], err = textValue(f, raw, maxSubjectLen)
 		case "credits":
-			r.claims["credits"], err = intField(f, m.raw, 0, policy.MaxCredits)
+			r.claims["credits"], err = intField(f, raw, 0, policy.MaxCredits)
 		case "ip":
-			r.claims["ip"], err = networksValue(f, m.raw)
+			r.claims["ip"], err = networksValue(f, raw)
 		case "expires":
-			r.exp, err = dateField(f, m.raw, true)
+			r.exp, err = dateField(f, raw, true)
 		}
-		if err != nil {
-			return nil, err
-		}
+		return err
+	})
+	if p != nil {
+		return nil, p
 	}
 	return r, nil
 }
