@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,5 +247,35 @@ func TestWithoutExpiryTheDefaultValidityCappedByTheGrantApplies(t *testing.T) {
 	_, claims := payload(t, mustToken(t, w))
 	if claims["exp"] != float64(testNow.Add(7*24*time.Hour).Unix()) {
 		t.Errorf("exp %v, want now + the key's max_validity", claims["exp"])
+	}
+}
+
+func TestConcurrentIssuesGetDistinctTokenIDs(t *testing.T) {
+	h, logs, _ := testHandler(t)
+	const n = 16
+	jtis := make(chan string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := post(t, h, PathNative, openSecret, `{"sub":"bob","credits":1}`)
+			var resp map[string]any
+			_ = json.Unmarshal(w.Body.Bytes(), &resp)
+			jti, _ := resp["jti"].(string)
+			jtis <- jti
+		}()
+	}
+	wg.Wait()
+	close(jtis)
+	seen := map[string]bool{}
+	for jti := range jtis {
+		if jti == "" || seen[jti] {
+			t.Fatalf("jti %q missing or repeated", jti)
+		}
+		seen[jti] = true
+	}
+	if got := len(logs.FilterMessage("license issued").All()); got != n {
+		t.Errorf("%d license issued lines for %d tokens", got, n)
 	}
 }
