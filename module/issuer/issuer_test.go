@@ -3,6 +3,8 @@ package issuer
 import (
 	"encoding/json"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +86,17 @@ func TestAPIKeysAreSecretsFromPlaceholders(t *testing.T) {
 	}
 	if w := post(t, h, PathAxes4, "from-the-environment-0123", seedAxes4); w.Code != 200 {
 		t.Errorf("the replaced secret: %d %s", w.Code, w.Body)
+	}
+
+	// A secret file, as Docker and systemd credentials provide them, ends
+	// with a newline that is no part of the key.
+	path := filepath.Join(t.TempDir(), "shop-key")
+	if err := os.WriteFile(path, []byte("from-a-secret-file-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, _, _ = testHandler(t, func(h *Handler) { h.APIKeys[1].Secret = "{file." + path + "}" })
+	if w := post(t, h, PathData8, "from-a-secret-file-0123", `{"credits":1}`); w.Code != 200 {
+		t.Errorf("the secret from a file: %d %s", w.Code, w.Body)
 	}
 }
 
