@@ -72,8 +72,11 @@ func loadSigningKey(path string) (signingKey, error) {
 		return signingKey{}, fmt.Errorf("signing_key: %w", err)
 	}
 	set, err := jwk.Parse(data)
-	if err != nil || set.Len() != 1 {
+	if err != nil || set.Len() == 0 {
 		return signingKey{}, fmt.Errorf("signing_key %s: %w", path, errKeyFile)
+	}
+	if set.Len() > 1 {
+		return signingKey{}, fmt.Errorf("signing_key %s: the file holds %d keys; give each key its own signing_key", path, set.Len())
 	}
 	k, _ := set.Key(0)
 	if u := k.KeyUsage(); u != "" && u != string(jwk.ForSignature) {

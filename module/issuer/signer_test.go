@@ -139,6 +139,7 @@ func TestSigningKeysThatCannotSignAreRefusedWithoutShowingThem(t *testing.T) {
 		{"an encryption key is refused", write("enc.json", string(encUse)), `use "enc"`},
 		{"malformed JSON is refused", write("broken.json", broken), "not a private JWK"},
 		{"an RSA key under 2048 bits is refused", writeJWK(t, dir, "short", "RS256", short), "under 2048"},
+		{"a key set of two keys is refused", write("two.json", `{"keys":[`+string(privDoc)+`,`+string(privDoc)+`]}`), "holds 2 keys"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
