@@ -369,11 +369,17 @@ func TestIssuedTokensAreEnforcedByAGateOnTheSameCaddy(t *testing.T) {
 	resp, body = c.Get(t, "/address/lookup", elsewhere)
 	AssertReject(t, resp, body, 403, "clientIpAddressBlocked", "")
 
+	// The most deeply nested claim the issuer signs is one the gate reads.
+	deep := c.mustIssue(t, "/tokens", itShopKey, `{"credits":1,"deep":`+strings.Repeat("[", 31)+strings.Repeat("]", 31)+`}`)
+	if resp, body := c.Get(t, "/address/lookup", deep); resp.StatusCode != 200 {
+		t.Errorf("a token nested at the limit: %d %s", resp.StatusCode, body)
+	}
+
 	// Issuer and gate lines name the same license; neither holds the
 	// token, the API keys or the private key.
 	issued := c.Logs.logLines("license issued")
 	rejected := c.Logs.logLines("license rejected")
-	if len(issued) != 4 || len(rejected) < 5 {
+	if len(issued) != 5 || len(rejected) < 5 {
 		t.Fatalf("%d issued, %d rejected lines", len(issued), len(rejected))
 	}
 	if issued[0]["key"] != "partner" || issued[0]["product"] != "axesWord" || issued[0]["sub"] != "YourCustomerIdentifier" || issued[0]["jti"] != rejected[0]["jti"] {

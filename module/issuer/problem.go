@@ -16,6 +16,7 @@ const (
 	KindUnknownProduct   = "unknown_product"   // 400: a product outside the catalog
 	KindMalformedBody    = "malformed_body"    // 400: not one JSON object
 	KindBodyTooLarge     = "body_too_large"    // 413
+	KindTokenTooLarge    = "token_too_large"   // 400: the token would exceed a gate's max_token_size
 	KindUnsupportedMedia = "unsupported_media" // 415: not JSON
 	KindUnauthorized     = "unauthorized"      // 401: missing or wrong API key
 	KindBeyondGrant      = "beyond_grant"      // 403: more than the key may issue

@@ -317,31 +317,43 @@ func anyValue(field string, raw json.RawMessage) (any, *Problem) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fieldError(field, "is not a JSON value")
 	}
-	if !finiteNumbers(v) {
-		return nil, fieldError(field, "holds a number beyond the range of a double")
+	if p := checkValue(field, v, 2); p != nil {
+		return nil, p
 	}
 	return v, nil
 }
 
-// finiteNumbers reports whether every number in v is one a JWT library
-// reading into doubles can read.
-func finiteNumbers(v any) bool {
+// maxClaimsDepth is the deepest nesting a gate reads in a token's claims,
+// the claims object counting as one (license_gate's strict JSON check).
+const maxClaimsDepth = 32
+
+// checkValue refuses what a gate or a JWT library reading into doubles
+// could not read: a number beyond a double's range, or nesting deeper than
+// maxClaimsDepth. depth is the level of v (a claim's value is at 2).
+func checkValue(field string, v any, depth int) *Problem {
 	switch x := v.(type) {
 	case json.Number:
-		_, err := strconv.ParseFloat(x.String(), 64)
-		return err == nil
+		if _, err := strconv.ParseFloat(x.String(), 64); err != nil {
+			return fieldError(field, "holds a number beyond the range of a double")
+		}
 	case []any:
+		if depth > maxClaimsDepth {
+			return fieldError(field, "is nested deeper than %d levels", maxClaimsDepth)
+		}
 		for _, e := range x {
-			if !finiteNumbers(e) {
-				return false
+			if p := checkValue(field, e, depth+1); p != nil {
+				return p
 			}
 		}
 	case map[string]any:
+		if depth > maxClaimsDepth {
+			return fieldError(field, "is nested deeper than %d levels", maxClaimsDepth)
+		}
 		for _, e := range x {
-			if !finiteNumbers(e) {
-				return false
+			if p := checkValue(field, e, depth+1); p != nil {
+				return p
 			}
 		}
 	}
-	return true
+	return nil
 }

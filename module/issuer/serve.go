@@ -3,6 +3,7 @@ package issuer
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/licensegate/licensegate/module"
 )
 
 // Endpoint names: the endpoint label of licensegate_issued_total and the
@@ -99,6 +102,16 @@ func (h *Handler) issueHandler(endpoint string, decode decoder, respond responde
 			issuedTotal.WithLabelValues(endpoint, "error").Inc()
 			h.logger.Error("signing a license failed", zap.String("endpoint", endpoint), zap.String("key", key.name), zap.Error(err))
 			writeProblem(w, &Problem{Status: http.StatusInternalServerError, Kind: KindInternal, Detail: "the token could not be signed"})
+			return nil
+		}
+		if len(tok) > module.DefaultMaxTokenSize {
+			// A gate refuses it unread (max_token_size): issuing it would
+			// hand out a token nobody can use.
+			p := &Problem{Status: http.StatusBadRequest, Kind: KindTokenTooLarge,
+				Detail: fmt.Sprintf("the token would be %d bytes; gates accept at most %d by default", len(tok), module.DefaultMaxTokenSize)}
+			issuedTotal.WithLabelValues(endpoint, resultFor(p.Status)).Inc()
+			logRefusal(h.logger, endpoint, key, p)
+			writeProblem(w, p)
 			return nil
 		}
 		issuedTotal.WithLabelValues(endpoint, "issued").Inc()

@@ -174,6 +174,8 @@ func TestRefusedRequestsAreProblemsNamingTheField(t *testing.T) {
 		{"a native claim given twice is refused", PathNative, openSecret, `{"sub":"a","sub":"b"}`, 400, KindInvalidField, "sub"},
 		{"native ibe before ibb is refused", PathNative, openSecret, `{"ibb":1790000000,"ibe":1780000000}`, 400, KindInvalidField, "ibe"},
 		{"a native exp in fractions is refused", PathNative, openSecret, `{"exp":1790000000.5}`, 400, KindInvalidField, "exp"},
+		{"a native claim nested deeper than a gate reads is refused", PathNative, openSecret, `{"deep":` + strings.Repeat("[", 32) + strings.Repeat("]", 32) + `}`, 400, KindInvalidField, "deep"},
+		{"a native claim beyond a double is refused", PathNative, openSecret, `{"big":{"n":1e400}}`, 400, KindInvalidField, "big"},
 		{"a native lic of the wrong type is refused", PathNative, openSecret, `{"lic":{"id":1}}`, 400, KindInvalidField, "lic"},
 		{"an unknown native item is refused", PathNative, openSecret, `{"items":["axesWord","axesFoo"]}`, 400, KindUnknownProduct, "items"},
 		// 400: bodies
@@ -277,5 +279,18 @@ func TestConcurrentIssuesGetDistinctTokenIDs(t *testing.T) {
 	}
 	if got := len(logs.FilterMessage("license issued").All()); got != n {
 		t.Errorf("%d license issued lines for %d tokens", got, n)
+	}
+}
+
+func TestATokenNoGateWouldReadIsNotIssued(t *testing.T) {
+	h, logs, _ := testHandler(t)
+	deepest := `{"deep":` + strings.Repeat("[", 31) + strings.Repeat("]", 31) + `}`
+	if w := post(t, h, PathNative, openSecret, deepest); w.Code != 200 {
+		t.Errorf("nesting at the gate's limit: %d %s", w.Code, w.Body)
+	}
+	w := post(t, h, PathNative, openSecret, `{"pad":"`+strings.Repeat("x", 13000)+`"}`)
+	problemOf(t, w, http.StatusBadRequest, KindTokenTooLarge, "")
+	if n := len(logs.FilterMessage("license issued").All()); n != 1 {
+		t.Errorf("%d license issued lines, want 1", n)
 	}
 }
