@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -83,11 +82,15 @@ func writeJWK(t testing.TB, dir, kid, alg string, key any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, kid+alg+".private.jwk.json")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
+	f, err := os.CreateTemp(dir, "*.private.jwk.json")
+	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }
 
 // Test API key secrets.

@@ -36,6 +36,9 @@ type signer struct {
 	etag string
 }
 
+// maxKidLen is the longest kid a gate looks up.
+const maxKidLen = 256
+
 // errKeyFile is what every unreadable key file says: the file's content
 // never reaches an error (it is a private key).
 var errKeyFile = errors.New("not a private JWK (RSA, EC P-256/P-384/P-521 or Ed25519) as license-keygen writes it")
@@ -105,8 +108,9 @@ func loadSigningKey(path string) (signingKey, error) {
 	if !fitsAlg(priv, alg) {
 		return signingKey{}, fmt.Errorf("signing_key %s: alg %q does not fit the key", path, alg)
 	}
-	if rk, ok := priv.(*rsa.PrivateKey); ok && rk.N.BitLen() < 2048 {
-		return signingKey{}, fmt.Errorf("signing_key %s: RSA key of %d bits is under 2048", path, rk.N.BitLen())
+	// The bounds a gate puts on the keys it takes from a key set.
+	if rk, ok := priv.(*rsa.PrivateKey); ok && (rk.N.BitLen() < 2048 || rk.N.BitLen() > 8192) {
+		return signingKey{}, fmt.Errorf("signing_key %s: RSA key of %d bits is outside 2048..8192", path, rk.N.BitLen())
 	}
 	kid := k.KeyID()
 	if kid == "" {
@@ -120,6 +124,9 @@ func loadSigningKey(path string) (signingKey, error) {
 			return signingKey{}, fmt.Errorf("signing_key %s: %w", path, errKeyFile)
 		}
 		kid = base64.RawURLEncoding.EncodeToString(tp)
+	}
+	if len(kid) > maxKidLen {
+		return signingKey{}, fmt.Errorf("signing_key %s: kid of %d bytes is over %d (a gate refuses it)", path, len(kid), maxKidLen)
 	}
 	return signingKey{kid: kid, alg: alg, method: jwt.GetSigningMethod(alg), key: priv}, nil
 }

@@ -138,7 +138,8 @@ func TestSigningKeysThatCannotSignAreRefusedWithoutShowingThem(t *testing.T) {
 		{"a key whose alg does not fit is refused", write("wrongalg.json", string(wrongAlg)), `alg "RS256" does not fit`},
 		{"an encryption key is refused", write("enc.json", string(encUse)), `use "enc"`},
 		{"malformed JSON is refused", write("broken.json", broken), "not a private JWK"},
-		{"an RSA key under 2048 bits is refused", writeJWK(t, dir, "short", "RS256", short), "under 2048"},
+		{"an RSA key under 2048 bits is refused", writeJWK(t, dir, "short", "RS256", short), "outside 2048..8192"},
+		{"a kid a gate would not look up is refused", writeJWK(t, dir, strings.Repeat("k", 257), "ES256", ec), "kid of 257 bytes"},
 		{"a key set of two keys is refused", write("two.json", `{"keys":[`+string(privDoc)+`,`+string(privDoc)+`]}`), "holds 2 keys"},
 	}
 	for _, tc := range tests {
