@@ -17,8 +17,8 @@ import (
 	"github.com/licensegate/licensegate/module/issuer"
 )
 
-// parseIssuer runs ParseIssuer on the body of a license_issuer block.
-func parseIssuer(body string) (*issuer.Handler, error) {
+// parseIssuerDirective runs ParseIssuer on the body of a license_issuer block.
+func parseIssuerDirective(body string) (*issuer.Handler, error) {
 	return ParseIssuer(caddyfile.NewTestDispenser("license_issuer {\n" + body + "\n}"))
 }
 
@@ -59,7 +59,7 @@ func TestParseIssuerOptions(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseIssuer(issuerBase + tc.body)
+			got, err := parseIssuerDirective(issuerBase + tc.body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +90,7 @@ func TestParseIssuerErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseIssuer(tc.body)
+			_, err := parseIssuerDirective(tc.body)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
