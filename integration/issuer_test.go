@@ -160,7 +160,7 @@ func (c *Caddy) mustIssue(t testing.TB, path, key, body string) string {
 	return ""
 }
 
-// axes4Request is the seed's IssueTokenRequest with the given dates and
+// axes4Request is the IssueTokenRequest of axes4's documentation with the given dates and
 // locking data.
 func axes4Request(start, expire time.Time, sysID string) string {
 	return fmt.Sprintf(`{"customerIdentifier":"YourCustomerIdentifier","productEnum":"axesWord","version":"25.*.*",`+

@@ -48,7 +48,7 @@ func fuzzRequest(f *testing.F, decode decoder, seeds ...string) {
 }
 
 func FuzzAxes4Request(f *testing.F) {
-	fuzzRequest(f, decodeAxes4, seedAxes4,
+	fuzzRequest(f, decodeAxes4, docAxes4,
 		`{"CustomerIdentifier":"c","ProductEnum":"axesWord","Version":"1-3.4-6.7-9","StartDate":null}`,
 		`{"customerIdentifier":"c","productEnum":"axesWord","customeridentifier":"d"}`,
 		`{"customerIdentifier":"c","productEnum":"axesWord","expireDate":"2030-01-01T00:00:00.1234567-05:00"}`)

@@ -81,10 +81,10 @@ func TestProvisionRefusesBadConfigurationWithoutShowingSecrets(t *testing.T) {
 func TestAPIKeysAreSecretsFromPlaceholders(t *testing.T) {
 	t.Setenv("LG_TEST_PARTNER_KEY", "from-the-environment-0123")
 	h, _, _ := testHandler(t, func(h *Handler) { h.APIKeys[0].Secret = "{env.LG_TEST_PARTNER_KEY}" })
-	if w := post(t, h, PathAxes4, "{env.LG_TEST_PARTNER_KEY}", seedAxes4); w.Code != 401 {
+	if w := post(t, h, PathAxes4, "{env.LG_TEST_PARTNER_KEY}", docAxes4); w.Code != 401 {
 		t.Errorf("the placeholder itself authenticated: %d", w.Code)
 	}
-	if w := post(t, h, PathAxes4, "from-the-environment-0123", seedAxes4); w.Code != 200 {
+	if w := post(t, h, PathAxes4, "from-the-environment-0123", docAxes4); w.Code != 200 {
 		t.Errorf("the replaced secret: %d %s", w.Code, w.Body)
 	}
 

@@ -12,9 +12,9 @@ import (
 	"github.com/licensegate/licensegate/policy"
 )
 
-// seedAxes4 is the seed's IssueTokenRequest as the C# client sends it
+// docAxes4 is the IssueTokenRequest of axes4's documentation as its C# client sends it
 // (camelCase), with dates that are still ahead of testNow.
-const seedAxes4 = `{
+const docAxes4 = `{
   "customerIdentifier": "YourCustomerIdentifier",
   "productEnum": "axesWord",
   "version": "25.*.*",
@@ -29,7 +29,7 @@ func TestAxes4RequestIsIssuedWithTheGatesClaimNames(t *testing.T) {
 	// PascalCase, as a client without the camelCase policy sends it; the
 	// fractions of a second .NET writes are read.
 	body := strings.NewReplacer(`"customerIdentifier"`, `"CustomerIdentifier"`, `"lockingData"`, `"LOCKINGDATA"`,
-		`2025-12-01T00:00:00+00:00`, `2025-12-01T01:00:00.0000000+01:00`).Replace(seedAxes4)
+		`2025-12-01T00:00:00+00:00`, `2025-12-01T01:00:00.0000000+01:00`).Replace(docAxes4)
 	w := post(t, h, PathAxes4, partnerSecret, body)
 	if w.Code != 200 || w.Header().Get("Content-Type") != "application/json" || w.Header().Get("Cache-Control") != "no-store" {
 		t.Fatalf("%d %v %s", w.Code, w.Header(), w.Body)
@@ -78,7 +78,7 @@ func TestIssuedTokensDecodeAsTheGateDecodesThem(t *testing.T) {
 		name, path, key, body string
 		check                 func(*policy.License) bool
 	}{
-		{"axes4 carries product, versions, hardware and validity", PathAxes4, partnerSecret, seedAxes4, func(l *policy.License) bool {
+		{"axes4 carries product, versions, hardware and validity", PathAxes4, partnerSecret, docAxes4, func(l *policy.License) bool {
 			return l.Items[0] == "axesWord" && l.Versions[0].Match("25.1.0") && !l.Versions[0].Match("24.9.9") &&
 				l.Hardware == "B6C2-7F1A-44D0-9E3B" && !l.ValidFrom.IsZero() && l.ValidTill.Equal(l.Expires)
 		}},
@@ -135,14 +135,14 @@ func TestResponsesHaveTheShapesTheClientsRead(t *testing.T) {
 
 func TestRefusedRequestsAreProblemsNamingTheField(t *testing.T) {
 	h, logs, _ := testHandler(t, func(h *Handler) { h.MaxBodySize = 2048 })
-	axes4 := func(from, to string) string { return strings.Replace(seedAxes4, from, to, 1) }
+	axes4 := func(from, to string) string { return strings.Replace(docAxes4, from, to, 1) }
 	tests := []struct {
 		name, path, key, body string
 		status                int
 		kind, field           string
 	}{
 		// 401
-		{"no API key is unauthorized", PathAxes4, "", seedAxes4, 401, KindUnauthorized, ""},
+		{"no API key is unauthorized", PathAxes4, "", docAxes4, 401, KindUnauthorized, ""},
 		{"a wrong API key is unauthorized", PathData8, "not-a-key-0123456789", `{}`, 401, KindUnauthorized, ""},
 		{"an API key with a byte less is unauthorized", PathNative, openSecret[:len(openSecret)-1], `{}`, 401, KindUnauthorized, ""},
 		// 400: axes4
@@ -181,7 +181,7 @@ func TestRefusedRequestsAreProblemsNamingTheField(t *testing.T) {
 		// 400: bodies
 		{"an array body is refused", PathNative, openSecret, `[]`, 400, KindMalformedBody, ""},
 		{"trailing data is refused", PathNative, openSecret, `{} {}`, 400, KindMalformedBody, ""},
-		{"truncated JSON is refused", PathAxes4, partnerSecret, seedAxes4[:40], 400, KindMalformedBody, ""},
+		{"truncated JSON is refused", PathAxes4, partnerSecret, docAxes4[:40], 400, KindMalformedBody, ""},
 		{"an empty body is refused", PathData8, shopSecret, ``, 400, KindMalformedBody, ""},
 		{"a body over the limit is refused", PathNative, openSecret, `{"x":"` + strings.Repeat("a", 4096) + `"}`, 413, KindBodyTooLarge, ""},
 		// 403
