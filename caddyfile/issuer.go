@@ -12,6 +12,14 @@ import (
 // IssuerDirective is the license_issuer directive's name.
 const IssuerDirective = "license_issuer"
 
+// IssuerOptions is every option of the license_issuer block, and
+// APIKeyOptions every option of its api_key blocks, for "did you mean"
+// hints; a test keeps them in step with the parser's switches.
+var (
+	IssuerOptions = []string{"issuer", "signing_key", "audience", "products", "default_validity", "max_body_size", "api_key", "store"}
+	APIKeyOptions = []string{"products", "max_validity", "max_credits"}
+)
+
 func init() {
 	httpcaddyfile.RegisterHandlerDirective(IssuerDirective, parseIssuerCaddyfile)
 	// Right after basic_auth, as license_gate is: this file's init runs
@@ -76,7 +84,7 @@ func parseIssuerOption(d *caddyfile.Dispenser, h *issuer.Handler, opt string) er
 		}
 		h.Store = sc
 	default:
-		return d.Errf("unknown license_issuer option %q", opt)
+		return d.Errf("unknown license_issuer option %q%s", opt, didYouMean(opt, IssuerOptions))
 	}
 	return nil
 }
@@ -107,7 +115,7 @@ func parseAPIKey(d *caddyfile.Dispenser) (issuer.APIKey, error) {
 			}
 			k.MaxCredits = &n
 		default:
-			return k, d.Errf("unknown api_key option %q", opt)
+			return k, d.Errf("unknown api_key option %q%s", opt, didYouMean(opt, APIKeyOptions))
 		}
 	}
 	return k, nil

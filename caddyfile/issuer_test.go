@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +78,8 @@ func TestParseIssuerErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ name, body, want string }{
 		{"an unknown option is an error", issuerBase + "frobnicate 1", `unknown license_issuer option "frobnicate"`},
+		{"a misspelt option gets a hint", issuerBase + "signing_keys k2.jwk", `unknown license_issuer option "signing_keys" (did you mean "signing_key"?)`},
+		{"a misspelt api_key option gets a hint", issuerBase + "api_key a {env.A} {\nmax_credit 3\n}", `unknown api_key option "max_credit" (did you mean "max_credits"?)`},
 		{"no issuer is an error", "signing_key k.jwk", "needs an issuer URL"},
 		{"no signing key is an error", "issuer https://l", "needs a signing_key"},
 		{"issuer takes one URL", "issuer https://a https://b\nsigning_key k", "wrong argument count"},
@@ -160,6 +164,41 @@ func TestReadmeIssuerBlockAdapts(t *testing.T) {
 	for _, want := range []string{`"handler":"license_issuer"`, `"max_credits":100000`, `"secret":"{env.PARTNER_A_KEY}"`, `"default_validity":2592000000000000`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("adapted README example lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// TestIssuerOptionListsMatchTheParser keeps IssuerOptions and
+// APIKeyOptions in step with the cases of the parser's switches.
+func TestIssuerOptionListsMatchTheParser(t *testing.T) {
+	t.Parallel()
+	src, err := os.ReadFile("issuer.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	cases := func(from, to string) []string {
+		i, j := strings.Index(text, from), strings.Index(text, to)
+		if i < 0 || j < i {
+			t.Fatalf("cannot find %q..%q in issuer.go", from, to)
+		}
+		var out []string
+		for _, m := range regexp.MustCompile(`case "([a-z_]+)":`).FindAllStringSubmatch(text[i:j], -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		what         string
+		list, parsed []string
+	}{
+		{"license_issuer", IssuerOptions, cases("func parseIssuerOption(", "func parseAPIKey(")},
+		{"api_key", APIKeyOptions, cases("func parseAPIKey(", "func positiveDuration(")},
+	} {
+		list := slices.Sorted(slices.Values(tc.list))
+		slices.Sort(tc.parsed)
+		if !slices.Equal(list, tc.parsed) {
+			t.Errorf("%s: options %v, parser cases %v", tc.what, list, tc.parsed)
 		}
 	}
 }
