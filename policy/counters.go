@@ -83,6 +83,20 @@ func (u *Usage) SetLimit(limit int64) {
 	u.HasLimit, u.Limit, u.Left = true, limit, Remaining(limit, u.Used)
 }
 
+// ErrOutOfRange is returned, before any change, by Revoke for an end
+// after MaxTime and by AdjustCredits when the used count would leave
+// [-MaxUsed, MaxUsed].
+var ErrOutOfRange = errors.New("out of range")
+
+// MaxTime is the latest time a store keeps (the end of year 9999, as far as
+// RFC 3339 goes); later revocation ends are refused.
+var MaxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+
+// MaxUsed bounds a license's used count either way (top ups make it
+// negative); it leaves room below int64's limits. Redis checks it with
+// Lua's doubles, so there the bound holds to within a few thousand.
+const MaxUsed = 1 << 62
+
 // ErrStore is wrapped by every error of a store that could not be reached
 // or did not answer; the gate then fails closed or open.
 var ErrStore = errors.New("counter store unavailable")
@@ -97,7 +111,8 @@ type Counters interface {
 	Charge(ctx context.Context, c *Charge) (Result, error)
 	// Refund gives back cost credits charged to key.
 	Refund(ctx context.Context, key LicenseKey, cost int64) error
-	// Revoke makes key rejected until the given time.
+	// Revoke makes key rejected until the given time (at most MaxTime,
+	// otherwise ErrOutOfRange).
 	Revoke(ctx context.Context, key LicenseKey, until time.Time) error
 	// Unrevoke lifts a revocation.
 	Unrevoke(ctx context.Context, key LicenseKey) error
@@ -105,7 +120,9 @@ type Counters interface {
 	Usage(ctx context.Context, key LicenseKey, now time.Time) (Usage, error)
 	// AdjustCredits changes key's used count: with reset, used becomes 0;
 	// otherwise used decreases by add (a top up; used may go negative,
-	// granting more than the token's credits). It returns the new used.
+	// granting more than the token's credits). It returns the new used, or
+	// ErrOutOfRange, changing nothing, when that would leave
+	// [-MaxUsed, MaxUsed].
 	AdjustCredits(ctx context.Context, key LicenseKey, add int64, reset bool, expires time.Time) (int64, error)
 }
 

@@ -138,6 +138,9 @@ func (m *Memory) Refund(_ context.Context, key LicenseKey, cost int64) error {
 
 // Revoke implements Counters.
 func (m *Memory) Revoke(_ context.Context, key LicenseKey, until time.Time) error {
+	if until.After(MaxTime) {
+		return ErrOutOfRange
+	}
 	s := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -185,10 +188,15 @@ func (m *Memory) AdjustCredits(_ context.Context, key LicenseKey, add int64, res
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entry(key, time.Now(), true)
+	base := e.used
 	if reset {
-		e.used = 0
+		base = 0
 	}
-	e.used -= add
+	// |base| <= MaxUsed, so neither bound overflows.
+	if (add > 0 && base < -MaxUsed+add) || (add < 0 && base > MaxUsed+add) {
+		return e.used, ErrOutOfRange
+	}
+	e.used = base - add
 	if expires.After(e.usedExpires) {
 		e.usedExpires = expires
 	}

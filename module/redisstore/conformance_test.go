@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -378,6 +380,88 @@ var conformance = []struct {
 		f.want(0, credits(max, max), policy.Allowed, -max)
 		f.want(0, credits(1, max), policy.Allowed, -max+1)
 	}},
+	{"a top up beyond MaxUsed is refused and changes nothing", func(f *fixture) {
+		f.want(0, credits(2, 5), policy.Allowed, 2)
+		for range 3 {
+			f.adjust(policy.MaxCredits, false)
+		}
+		before := f.usage(0).Used
+		for _, tc := range []struct {
+			add   int64
+			reset bool
+		}{{policy.MaxUsed, false}, {-policy.MaxUsed - 1<<20, true}, {1<<63 - 1, false}, {-1 << 63, false}} {
+			used, err := f.s.AdjustCredits(context.Background(), f.key, tc.add, tc.reset, f.expires)
+			if !errors.Is(err, policy.ErrOutOfRange) {
+				f.t.Fatalf("AdjustCredits(%d, reset %v) = %d, %v; want ErrOutOfRange", tc.add, tc.reset, used, err)
+			}
+		}
+		if u := f.usage(0); u.Used != before {
+			f.t.Fatalf("Usage.Used = %d after refused top ups, want %d", u.Used, before)
+		}
+	}},
+	{"a revocation beyond year 9999 is refused and changes nothing", func(f *fixture) {
+		until := f.base.Add(time.Hour)
+		f.revoke(until)
+		for _, late := range []time.Time{policy.MaxTime.Add(time.Second), time.Unix(1<<62, 0)} {
+			if err := f.s.Revoke(context.Background(), f.key, late); !errors.Is(err, policy.ErrOutOfRange) {
+				f.t.Fatalf("Revoke(%v) = %v, want ErrOutOfRange", late, err)
+			}
+		}
+		if u := f.usage(0); !u.Revoked || u.RevokedUntil != until.Unix() {
+			f.t.Fatalf("Usage = %+v after refused revocations, want revoked until %d", u, until.Unix())
+		}
+		f.revoke(policy.MaxTime)
+		if u := f.usage(0); u.RevokedUntil != policy.MaxTime.Unix() {
+			f.t.Fatalf("revoked until %d, want the end of 9999", u.RevokedUntil)
+		}
+	}},
+	{"two issuers' licenses with the same key are counted apart", func(f *fixture) {
+		other := *f
+		other.key.Issuer += "/other"
+		f.want(0, credits(1, 1), policy.Allowed, 1)
+		other.want(0, credits(1, 1), policy.Allowed, 1)
+		f.want(0, credits(1, 1), policy.CreditsExhausted, 1)
+		f.revoke(f.base.Add(time.Hour))
+		other.want(0, seat("a", 1, ttl), policy.Allowed, 1)
+		if u := other.usage(0); u.Revoked || u.Issuer != other.key.Issuer {
+			f.t.Fatalf("the other issuer's Usage = %+v", u)
+		}
+	}},
+}
+
+// hostileKeys are counting keys that would break a hash tag taken from the
+// key itself: an empty tag, braces in every order, and 10 KB of unicode.
+var hostileKeys = map[string]string{
+	"close brace first":  "}x",
+	"empty braces":       "{}",
+	"braces reversed":    "a}b{c",
+	"10 KB of unicode":   strings.Repeat("ключ🔑{}", 732), // 14 bytes a time, 10 KB
+	"a NUL and newlines": "a\x00b\r\n{c}",
+}
+
+// TestConformanceOnClusterWithHostileKeys runs the whole suite on a real
+// Redis Cluster of three masters, once per hostile key: every key of a
+// license must land in one slot whatever the key string.
+func TestConformanceOnClusterWithHostileKeys(t *testing.T) {
+	addrs := testredis.StartCluster(t, 3)
+	s := newStore(t, Options{Addresses: addrs, Timeout: 5 * time.Second})
+	base := time.Now().Truncate(time.Second)
+	for name, key := range hostileKeys {
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range conformance {
+				t.Run(tc.name, func(t *testing.T) {
+					tc.run(&fixture{
+						t: t,
+						s: s,
+						// The issuer tells the cases apart; the key is the hostile one.
+						key:     policy.LicenseKey{Issuer: t.Name(), Key: key},
+						base:    base,
+						expires: base.Add(24 * time.Hour),
+					})
+				})
+			}
+		})
+	}
 }
 
 // stores are the implementations under the suite.

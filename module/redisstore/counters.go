@@ -2,9 +2,13 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/licensegate/licensegate/policy"
 )
@@ -60,6 +64,9 @@ func (s *Store) Refund(ctx context.Context, key policy.LicenseKey, cost int64) e
 // Revoke implements policy.Counters. The revocation key holds its end in
 // unix ms and expires then; a zero until lifts the revocation.
 func (s *Store) Revoke(ctx context.Context, key policy.LicenseKey, until time.Time) error {
+	if until.After(policy.MaxTime) {
+		return policy.ErrOutOfRange
+	}
 	ms := until.UnixMilli()
 	if until.IsZero() || ms <= 0 {
 		return s.Unrevoke(ctx, key)
@@ -114,8 +121,13 @@ func (s *Store) AdjustCredits(ctx context.Context, key policy.LicenseKey, add in
 	if reset {
 		r = 1
 	}
-	v, err := s.runOnce(ctx, adjustScript, s.keys(key)[:1], add, r, expiresMs(expires))
+	v, err := s.runOnce(ctx, adjustScript, s.keys(key)[:1], add, r, expiresMs(expires), int64(policy.MaxUsed))
 	if err != nil {
+		// The script's own refusal ("out of range", "ERR out of range"
+		// on some versions), not a failure of the store.
+		if rerr, ok := errors.AsType[redis.Error](err); ok && strings.HasSuffix(rerr.Error(), "out of range") {
+			return 0, policy.ErrOutOfRange
+		}
 		return 0, storeErr("adjust credits", err)
 	}
 	used, err := parseCount(v)

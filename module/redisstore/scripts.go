@@ -107,8 +107,19 @@ return 0
 
 // adjustLua changes KEYS[1]: with ARGV[2] == '1' it first resets to 0,
 // then it subtracts ARGV[1], and makes the key live at least until
-// ARGV[3] ms (0: leave the expiry). Returns the new used as a string.
+// ARGV[3] ms (0: leave the expiry). A result beyond ±ARGV[4] (MaxUsed) is
+// refused with the error reply "out of range" before anything changes.
+// Returns the new used as a string.
 const adjustLua = `
+local base = 0
+if ARGV[2] ~= '1' then
+  base = tonumber(redis.call('GET', KEYS[1]) or '0')
+end
+local bound = tonumber(ARGV[4])
+local after = base - tonumber(ARGV[1])
+if after > bound or after < -bound then
+  return redis.error_reply('out of range')
+end
 if ARGV[2] == '1' then
   redis.call('SET', KEYS[1], '0', 'KEEPTTL')
 end
