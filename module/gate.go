@@ -204,6 +204,9 @@ func (g *Gate) Provision(ctx caddy.Context) error {
 		return err
 	}
 	g.warnTokenInLogs()
+	// The admin API takes a license's issuer as understood when the
+	// running config names only one.
+	registerIssuers(g, g.acceptedIssuers())
 	return nil
 }
 
@@ -426,6 +429,7 @@ func (g *Gate) openBindings(p *bindingPlan, base remoteOptions) (*keyBindings, e
 
 // Cleanup releases the shared key sets and store.
 func (g *Gate) Cleanup() error {
+	unregisterIssuers(g)
 	for _, k := range g.keyKeys {
 		_, _ = keyPool.Delete(k)
 	}

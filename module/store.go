@@ -64,6 +64,16 @@ func newMemoryStore() *memoryStore {
 	return m
 }
 
+// storeName implements namedStore.
+func (m *memoryStore) storeName() string { return "memory" }
+
+// namedStore is a pooled counter store with the name the admin API shows
+// it under: "memory", or "redis <addresses> <prefix>".
+type namedStore interface {
+	policy.Counters
+	storeName() string
+}
+
 // Destruct stops the sweeper; it implements caddy.Destructor.
 func (m *memoryStore) Destruct() error {
 	close(m.stop)

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +21,28 @@ import (
 )
 
 // redisCounters is the pooled Redis store.
-type redisCounters struct{ *redisstore.Store }
+type redisCounters struct {
+	*redisstore.Store
+	name string
+}
+
+// storeName implements namedStore.
+func (r redisCounters) storeName() string { return r.name }
+
+// redisStoreName names a Redis store for the admin API by where its
+// counters are: "redis 10.0.0.5:6379 lg:", with "/<db>" after the
+// addresses for a database other than 0 and "<master>@" before the
+// Sentinels' addresses. Stores of one name share their counters.
+func redisStoreName(o redisstore.Options) string {
+	where := strings.Join(o.Addresses, ",")
+	if o.MasterName != "" {
+		where = o.MasterName + "@" + where
+	}
+	if o.DB != 0 {
+		where += "/" + strconv.Itoa(o.DB)
+	}
+	return "redis " + where + " " + o.Prefix
+}
 
 // Destruct closes the client; it implements caddy.Destructor.
 func (r redisCounters) Destruct() error { return r.Close() }
@@ -59,7 +82,7 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 		if err != nil {
 			return nil, err
 		}
-		return redisCounters{s}, nil
+		return redisCounters{s, redisStoreName(o)}, nil
 	})
 	if err != nil {
 		g.storeKey = ""
