@@ -157,6 +157,7 @@ type Gate struct {
 	rules          policy.Rules
 	matchValues    []string
 	store          policy.Counters
+	voids          *voidQueue
 	storeKey       string
 	keyKeys        []string
 	statusOverride map[policy.Code]int
@@ -466,6 +467,17 @@ func parseStatusMatches(list []string) ([]statusMatch, error) {
 		out = append(out, statusMatch{n, n})
 	}
 	return out, nil
+}
+
+// refundsClientGone reports whether refund_on names 499 itself (not
+// through 4xx): only then is a client's hang-up refunded.
+func (g *Gate) refundsClientGone() bool {
+	for _, m := range g.refund {
+		if m.lo == statusClientClosed && m.hi == statusClientClosed {
+			return true
+		}
+	}
+	return false
 }
 
 func (g *Gate) refundFor(status int) bool {

@@ -23,6 +23,14 @@ var (
 		Name: "licensegate_jwks_refresh_total",
 		Help: "Key set fetches, by result (ok or error).",
 	}, []string{"result"})
+	voidsPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "licensegate_store_voids_pending",
+		Help: "Voids and refunds waiting for the counter store to answer.",
+	})
+	voidsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "licensegate_store_voids_dropped_total",
+		Help: "Voids and refunds dropped (queue full or store closed): their charges stay counted.",
+	})
 	cacheHits = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "licensegate_verified_cache_hits_total",
 		Help: "Requests whose token was found in the verified-token cache.",
@@ -41,7 +49,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits} {
+	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits, voidsPending, voidsDropped} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -60,11 +60,11 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 
 	info := &licenseInfo{lic: lic, token: ent.token, allowed: true}
-	var charged int64
+	var refund policy.Undo
 	if lic.HasCredits || lic.Seats > 0 || lic.CountKey != "" {
 		var rej *policy.Reject
 		var failedOpen bool
-		charged, failedOpen, rej = g.charge(r, lic, q.Hardware, now, info)
+		refund, failedOpen, rej = g.charge(r, lic, q.Hardware, now, info)
 		if rej != nil {
 			return g.deny(w, r, next, repl, ent, rej, now)
 		}
@@ -84,57 +84,77 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 		ce.Write(zap.String("sub", lic.Subject), zap.String("jti", lic.ID), zap.String("lic", lic.LicenseID),
 			zap.String("kid", ent.kid), zap.String("item", g.RequireItem))
 	}
-	if charged == 0 || len(g.refund) == 0 {
+	if refund.Cost == 0 || len(g.refund) == 0 {
 		return next.ServeHTTP(w, r)
 	}
-	return g.serveWithRefund(w, r, next, licenseKey(lic), charged)
+	return g.serveWithRefund(w, r, next, &refund)
 }
 
 // charge runs the request's counting in the store: revocation, seat and
-// credits in one round trip. It returns the credits charged, whether the
-// store failed and the request passes anyway (fail_open), or the reject.
-// On success it fills info's credits fields.
-func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now time.Time, info *licenseInfo) (int64, bool, *policy.Reject) {
+// credits in one round trip. It returns what would refund the charge (its
+// Cost is the credits charged, 0 for none), whether the store failed and
+// the request passes anyway (fail_open), or the reject. On success it
+// fills info's credits fields.
+//
+// The charge carries a request id. When the store does not answer (a
+// timeout, a broken connection), the charge may still run later: the gate
+// voids the id in the background, so the request, answered 503 or passed
+// by fail_open, is never charged (see policy.Undo).
+func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now time.Time, info *licenseInfo) (policy.Undo, bool, *policy.Reject) {
 	if lic.CountKey == "" {
-		return 0, false, policy.Rejectf(policy.CodeNotAuthorized,
+		return policy.Undo{}, false, policy.Rejectf(policy.CodeNotAuthorized,
 			"the token limits credits or seats but has no %s claim to count them by", g.verifier.names.CreditsKey)
 	}
 	c := policy.Charge{Key: licenseKey(lic), Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: hardware,
-		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now}
+		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now, Request: newRequestID()}
 	if lic.HasCredits {
 		c.Limit = lic.Credits
+	}
+	undo := policy.Undo{Key: c.Key, Request: c.Request, Hardware: hardware}
+	if lic.HasCredits {
+		undo.Cost = c.Cost
 	}
 	start := time.Now()
 	res, err := g.store.Charge(r.Context(), &c)
 	storeSeconds.Observe(time.Since(start).Seconds())
+	if err == nil && res.Outcome == policy.Duplicate {
+		// Only a void that overtook this very charge can do this; it
+		// counted nothing.
+		err = fmt.Errorf("%w: request id %s already undone", policy.ErrStore, c.Request)
+	}
 	if err != nil {
+		if !errors.Is(err, policy.ErrNotSent) {
+			void := undo
+			void.Seat, void.Now = true, g.now()
+			g.voids.push(void, "charge not answered")
+		}
 		g.logger.Error("counter store failed", zap.Error(err), zap.Bool("fail_open", g.failOpen),
 			zap.String("jti", lic.ID), zap.String("lic", lic.LicenseID))
 		if g.failOpen {
-			return 0, true, nil
+			return policy.Undo{}, true, nil
 		}
-		return 0, false, &policy.Reject{Code: policy.CodeServiceUnavailable, Status: http.StatusServiceUnavailable,
+		return policy.Undo{}, false, &policy.Reject{Code: policy.CodeServiceUnavailable, Status: http.StatusServiceUnavailable,
 			Detail: "the counter store is unavailable", RetryAfter: storeRetryAfter}
 	}
 	switch res.Outcome {
 	case policy.Revoked:
-		return 0, false, policy.Rejectf(policy.CodeNotAuthorized, "the license has been revoked")
+		return policy.Undo{}, false, policy.Rejectf(policy.CodeNotAuthorized, "the license has been revoked")
 	case policy.CreditsExhausted:
-		return 0, false, policy.Rejectf(policy.CodeMaxUseCountExceed,
+		return policy.Undo{}, false, policy.Rejectf(policy.CodeMaxUseCountExceed,
 			"used %d of %d credits, request costs %d", res.Used, c.Limit, c.Cost)
 	case policy.SeatsFull:
-		return 0, false, &policy.Reject{Code: policy.CodeMaxConcurrentSessions, Status: http.StatusTooManyRequests,
+		return policy.Undo{}, false, &policy.Reject{Code: policy.CodeMaxConcurrentSessions, Status: http.StatusTooManyRequests,
 			RetryAfter: max(res.RetryAfter, time.Second), Detail: fmt.Sprintf("all %d seats are held by other devices", lic.Seats)}
 	}
 	if !lic.HasCredits {
-		return 0, false, nil
+		return policy.Undo{}, false, nil
 	}
 	info.hasCredits = true
 	info.remaining = policy.Remaining(lic.Credits, res.Used)
 	// A top up through the admin API can leave more than the token's own
 	// credits; the limit then shows what was granted.
 	info.limit = max(lic.Credits, info.remaining)
-	return c.Cost, false, nil
+	return undo, false, nil
 }
 
 // licenseKey addresses lic's counters: its issuer and counting key, so
@@ -144,12 +164,16 @@ func licenseKey(lic *policy.License) policy.LicenseKey {
 }
 
 // serveWithRefund passes the request on and gives the credits back, once,
-// when the upstream answers with a refund_on status (or fails).
-func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, key policy.LicenseKey, cost int64) error {
+// when the upstream (or a later handler) answers with a refund_on status
+// or fails. A client that hung up before any answer (Caddy's 499) is no
+// upstream failure: it is refunded only when refund_on names 499 itself.
+// A refund the store does not answer is retried in the background; the
+// request id makes it count once.
+func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, refund *policy.Undo) error {
 	rec := &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err := next.ServeHTTP(rec, r)
 	status := rec.status
-	if err != nil {
+	if err != nil && status == 0 {
 		status = http.StatusInternalServerError
 		var he caddyhttp.HandlerError
 		if errors.As(err, &he) && he.StatusCode != 0 {
@@ -159,13 +183,25 @@ func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next cadd
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if g.refundFor(status) {
-		if rerr := g.store.Refund(context.WithoutCancel(r.Context()), key, cost); rerr != nil {
-			g.logger.Error("refund failed", zap.Error(rerr), zap.Int("status", status))
+	refunds := g.refundFor(status)
+	if status == statusClientClosed && r.Context().Err() != nil {
+		// reverse_proxy records 499 for a client that went away; an
+		// upstream's own 499 comes with the client still there.
+		refunds = g.refundsClientGone()
+	}
+	if refunds {
+		refund.Now = g.now()
+		if rerr := g.store.Undo(context.WithoutCancel(r.Context()), refund); rerr != nil {
+			g.logger.Error("refund failed, retrying in the background", zap.Error(rerr), zap.Int("status", status))
+			g.voids.push(*refund, "refund not answered")
 		}
 	}
 	return err
 }
+
+// statusClientClosed is the status Caddy records for a client that closed
+// the connection before the answer (nginx's 499).
+const statusClientClosed = 499
 
 // statusRecorder notes the final status written by the next handler.
 type statusRecorder struct {

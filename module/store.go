@@ -42,12 +42,16 @@ var storePool = caddy.NewUsagePool()
 // memoryStore is the pooled in-memory store with its sweeper.
 type memoryStore struct {
 	*policy.Memory
-	stop chan struct{}
-	done chan struct{}
+	voids *voidQueue
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 func newMemoryStore() *memoryStore {
 	m := &memoryStore{Memory: policy.NewMemory(), stop: make(chan struct{}), done: make(chan struct{})}
+	// The memory store always answers; the queue is there for the same
+	// code path as Redis.
+	m.voids = newVoidQueue(m.Memory, "memory", DefaultVoidQueue, time.Second)
 	go func() {
 		defer close(m.done)
 		t := time.NewTicker(time.Minute)
@@ -67,15 +71,21 @@ func newMemoryStore() *memoryStore {
 // storeName implements namedStore.
 func (m *memoryStore) storeName() string { return "memory" }
 
+// voidQueue implements namedStore.
+func (m *memoryStore) voidQueue() *voidQueue { return m.voids }
+
 // namedStore is a pooled counter store with the name the admin API shows
-// it under: "memory", or "redis <addresses> <prefix>".
+// it under ("memory", or "redis <addresses> <prefix>") and its queue of
+// undos to retry.
 type namedStore interface {
 	policy.Counters
 	storeName() string
+	voidQueue() *voidQueue
 }
 
 // Destruct stops the sweeper; it implements caddy.Destructor.
 func (m *memoryStore) Destruct() error {
+	m.voids.close()
 	close(m.stop)
 	<-m.done
 	return nil
@@ -92,6 +102,7 @@ func (g *Gate) provisionStore() error {
 			return err
 		}
 		g.store = val.(*memoryStore)
+		g.voids = g.store.(*memoryStore).voids
 		return nil
 	}
 	if sc.Type != "redis" {

@@ -23,11 +23,15 @@ import (
 // redisCounters is the pooled Redis store.
 type redisCounters struct {
 	*redisstore.Store
-	name string
+	name  string
+	voids *voidQueue
 }
 
 // storeName implements namedStore.
 func (r redisCounters) storeName() string { return r.name }
+
+// voidQueue implements namedStore.
+func (r redisCounters) voidQueue() *voidQueue { return r.voids }
 
 // redisStoreName names a Redis store for the admin API by where its
 // counters are: "redis 10.0.0.5:6379 lg:", with "/<db>" after the
@@ -45,7 +49,10 @@ func redisStoreName(o redisstore.Options) string {
 }
 
 // Destruct closes the client; it implements caddy.Destructor.
-func (r redisCounters) Destruct() error { return r.Close() }
+func (r redisCounters) Destruct() error {
+	r.voids.close()
+	return r.Close()
+}
 
 func (g *Gate) provisionRedis(sc *StoreConfig) error {
 	redisLogOnce.Do(func() {
@@ -82,13 +89,15 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 		if err != nil {
 			return nil, err
 		}
-		return redisCounters{s, redisStoreName(o)}, nil
+		name := redisStoreName(o)
+		return redisCounters{s, name, newVoidQueue(s, name, DefaultVoidQueue, o.Timeout)}, nil
 	})
 	if err != nil {
 		g.storeKey = ""
 		return fmt.Errorf("store: %w", err)
 	}
 	g.store = val.(redisCounters)
+	g.voids = val.(redisCounters).voids
 	g.checkStoreAtStart(val.(redisCounters), o.Addresses, 3*o.Timeout)
 	return nil
 }

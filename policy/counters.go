@@ -36,6 +36,39 @@ type Charge struct {
 	Expires time.Time
 	// Now is the time of the request.
 	Now time.Time
+	// Request identifies the request, unique per license (empty: none).
+	// A charge with an id is remembered for UndoWindow, so that Undo can
+	// take it back, and counts nothing when its id was undone (or
+	// charged) before. See Undo.
+	Request string
+}
+
+// UndoWindow is how long a store remembers a charged request id (and an
+// undone one) for Undo: a void or refund arriving later finds nothing to
+// give back.
+const UndoWindow = time.Minute
+
+// Undo takes back one request's charge, by its id. Stores apply it once
+// whatever the order: an Undo reaching the store before its Charge leaves a
+// tombstone, and the Charge then counts nothing (outcome Duplicate); an
+// Undo after the Charge gives back the credits it charged; a second Undo
+// does nothing. The gate voids a charge whose reply it gave up waiting for
+// (the request was answered 503, so it must not be charged), and refunds
+// one whose upstream failed.
+type Undo struct {
+	Key LicenseKey
+	// Request is the Charge's Request.
+	Request string
+	// Cost is the credits the Charge charged (when it did).
+	Cost int64
+	// Hardware is the Charge's hardware id.
+	Hardware string
+	// Seat gives back the seat too, when the Charge took a new one and no
+	// later request has refreshed it (a void); a refund keeps the seat, as
+	// the client did use it.
+	Seat bool
+	// Now is the time of the Undo.
+	Now time.Time
 }
 
 // Outcome is the store's verdict on a Charge.
@@ -47,6 +80,9 @@ const (
 	Revoked
 	CreditsExhausted
 	SeatsFull
+	// Duplicate: the Charge's Request was undone (or charged) before; it
+	// counted nothing.
+	Duplicate
 )
 
 // Result is what a Charge did.
@@ -101,6 +137,11 @@ const MaxUsed = 1 << 62
 // or did not answer; the gate then fails closed or open.
 var ErrStore = errors.New("counter store unavailable")
 
+// ErrNotSent is wrapped (beside ErrStore) by an error of a store that
+// surely never received the operation (it could not connect): a Charge
+// that failed so needs no void.
+var ErrNotSent = errors.New("not sent")
+
 // Counters is a counter store. Implementations must be exact under
 // concurrency: across any number of callers (and, for shared stores, of
 // gateway instances) no more than Limit credits are ever charged, and no
@@ -111,6 +152,8 @@ type Counters interface {
 	Charge(ctx context.Context, c *Charge) (Result, error)
 	// Refund gives back cost credits charged to key.
 	Refund(ctx context.Context, key LicenseKey, cost int64) error
+	// Undo takes back a request's Charge, exactly once (see Undo).
+	Undo(ctx context.Context, u *Undo) error
 	// Revoke makes key rejected until the given time (at most MaxTime,
 	// otherwise ErrOutOfRange).
 	Revoke(ctx context.Context, key LicenseKey, until time.Time) error

@@ -32,6 +32,47 @@ type memoryEntry struct {
 	seatTTL      time.Duration // the SessionTTL of the last seat taken
 	limit        int64         // credits of the last token charged, for Usage
 	hasLimit     bool
+	// reqs are the request ids charged or undone within UndoWindow, and
+	// reqOrder the same ids in the order they came, to forget them.
+	reqs     map[string]requestRecord
+	reqOrder []requestAt
+}
+
+// requestRecord is what a charged (or undone) request id left: when, and
+// what of it Undo has still to give back.
+type requestRecord struct {
+	at      time.Time
+	credits bool // charged credits not yet given back
+	seat    bool // took a new seat not yet given back
+}
+
+type requestAt struct {
+	id string
+	at time.Time
+}
+
+// forgetRequests drops the request ids older than UndoWindow at now.
+func (e *memoryEntry) forgetRequests(now time.Time) {
+	cutoff := now.Add(-UndoWindow)
+	i := 0
+	for ; i < len(e.reqOrder) && e.reqOrder[i].at.Before(cutoff); i++ {
+		delete(e.reqs, e.reqOrder[i].id)
+	}
+	if i > 0 {
+		e.reqOrder = e.reqOrder[i:]
+		if len(e.reqOrder) == 0 {
+			e.reqs, e.reqOrder = nil, nil
+		}
+	}
+}
+
+// rememberRequest records id.
+func (e *memoryEntry) rememberRequest(id string, r requestRecord) {
+	if e.reqs == nil {
+		e.reqs = make(map[string]requestRecord)
+	}
+	e.reqs[id] = r
+	e.reqOrder = append(e.reqOrder, requestAt{id, r.at})
 }
 
 // NewMemory returns an empty in-memory store.
@@ -78,9 +119,16 @@ func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entry(c.Key, c.Now, true)
+	if c.Request != "" {
+		e.forgetRequests(c.Now)
+		if _, seen := e.reqs[c.Request]; seen {
+			return Result{Outcome: Duplicate, Used: e.used}, nil
+		}
+	}
 	if e.revokedUntil.After(c.Now) {
 		return Result{Outcome: Revoked}, nil
 	}
+	rec := requestRecord{at: c.Now}
 	if c.Seats > 0 {
 		cutoff := c.Now.Add(-c.SessionTTL)
 		var oldest time.Time
@@ -100,11 +148,13 @@ func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
 		if !held && int64(len(e.seats)) >= c.Seats {
 			return Result{Outcome: SeatsFull, Used: e.used, RetryAfter: oldest.Add(c.SessionTTL).Sub(c.Now)}, nil
 		}
+		rec.seat = !held
 	}
 	if c.Limit >= 0 {
 		if e.used+c.Cost > c.Limit {
 			return Result{Outcome: CreditsExhausted, Used: e.used}, nil
 		}
+		rec.credits = c.Cost > 0
 		e.used += c.Cost
 		e.limit, e.hasLimit = c.Limit, true
 		if c.Expires.After(e.usedExpires) {
@@ -122,6 +172,9 @@ func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
 			e.seatsExpires = c.Expires
 		}
 	}
+	if c.Request != "" && (rec.credits || rec.seat) {
+		e.rememberRequest(c.Request, rec)
+	}
 	return Result{Outcome: Allowed, Used: e.used}, nil
 }
 
@@ -133,6 +186,33 @@ func (m *Memory) Refund(_ context.Context, key LicenseKey, cost int64) error {
 	if e := s.entries[key]; e != nil {
 		e.used -= cost
 	}
+	return nil
+}
+
+// Undo implements Counters.
+func (m *Memory) Undo(_ context.Context, u *Undo) error {
+	s := m.shard(u.Key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entry(u.Key, u.Now, true)
+	e.forgetRequests(u.Now)
+	r, seen := e.reqs[u.Request]
+	if !seen {
+		// The charge has not come (yet): it will count nothing.
+		e.rememberRequest(u.Request, requestRecord{at: u.Now})
+		return nil
+	}
+	if r.credits && e.hasLimit {
+		e.used -= u.Cost
+	}
+	if r.seat && u.Seat {
+		if seen, held := e.seats[u.Hardware]; held && seen.Equal(r.at) {
+			delete(e.seats, u.Hardware)
+		}
+		r.seat = false
+	}
+	r.credits = false
+	e.reqs[u.Request] = r
 	return nil
 }
 
@@ -212,7 +292,8 @@ func (m *Memory) Sweep(now time.Time) int {
 		s.mu.Lock()
 		for k := range s.entries {
 			e := s.entry(k, now, false)
-			if e.used == 0 && e.revokedUntil.IsZero() && e.seats == nil {
+			e.forgetRequests(now)
+			if e.used == 0 && e.revokedUntil.IsZero() && e.seats == nil && e.reqs == nil {
 				delete(s.entries, k)
 			}
 		}

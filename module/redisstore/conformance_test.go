@@ -58,6 +58,21 @@ func (f *fixture) usage(at time.Duration) policy.Usage {
 	return u
 }
 
+// undo runs u at base+at for the fixture's key.
+func (f *fixture) undo(at time.Duration, u policy.Undo) {
+	f.t.Helper()
+	u.Key, u.Now = f.key, f.base.Add(at)
+	if err := f.s.Undo(context.Background(), &u); err != nil {
+		f.t.Fatalf("Undo(%+v): %v", u, err)
+	}
+}
+
+// req is c with request id id.
+func req(id string, c policy.Charge) policy.Charge {
+	c.Request = id
+	return c
+}
+
 func (f *fixture) refund(cost int64) {
 	f.t.Helper()
 	if err := f.s.Refund(context.Background(), f.key, cost); err != nil {
@@ -414,6 +429,63 @@ var conformance = []struct {
 		if u := f.usage(0); u.RevokedUntil != policy.MaxTime.Unix() {
 			f.t.Fatalf("revoked until %d, want the end of 9999", u.RevokedUntil)
 		}
+	}},
+	{"an undo after the charge gives the credits back, once", func(f *fixture) {
+		f.want(0, req("r1", credits(2, 5)), policy.Allowed, 2)
+		f.want(0, req("r2", credits(2, 5)), policy.Allowed, 4)
+		f.undo(time.Second, policy.Undo{Request: "r1", Cost: 2})
+		f.undo(time.Second, policy.Undo{Request: "r1", Cost: 2})
+		if u := f.usage(time.Second); u.Used != 2 {
+			f.t.Fatalf("Usage.Used = %d after undoing r1 twice, want 2", u.Used)
+		}
+		// The same id again counts nothing.
+		f.want(2*time.Second, req("r1", credits(2, 5)), policy.Duplicate, 2)
+		f.want(2*time.Second, req("r3", credits(3, 5)), policy.Allowed, 5)
+	}},
+	{"an undo before the charge makes it count nothing", func(f *fixture) {
+		f.undo(0, policy.Undo{Request: "late", Cost: 1, Hardware: "a", Seat: true})
+		f.want(time.Second, req("late", policy.Charge{Cost: 1, Limit: 5, Seats: 1, Hardware: "a", SessionTTL: ttl}), policy.Duplicate, 0)
+		if u := f.usage(time.Second); u.Used != 0 || u.Seats != 0 {
+			f.t.Fatalf("Usage = %+v after a voided charge, want nothing", u)
+		}
+		// The seat was not taken: another device gets it.
+		f.want(time.Second, req("next", policy.Charge{Cost: 1, Limit: 5, Seats: 1, Hardware: "b", SessionTTL: ttl}), policy.Allowed, 1)
+	}},
+	{"a charge without a request id is never a duplicate", func(f *fixture) {
+		f.undo(0, policy.Undo{Cost: 1})
+		f.want(0, credits(1, 5), policy.Allowed, 1)
+		f.want(0, credits(1, 5), policy.Allowed, 2)
+	}},
+	{"a void gives back the new seat it took, a refund keeps it", func(f *fixture) {
+		seat1 := policy.Charge{Cost: 1, Limit: 5, Seats: 1, SessionTTL: ttl}
+		a, b := seat1, seat1
+		a.Hardware, b.Hardware = "a", "b"
+		f.want(0, req("r1", a), policy.Allowed, 1)
+		f.undo(time.Second, policy.Undo{Request: "r1", Cost: 1, Hardware: "a"})
+		f.want(time.Second, req("r2", b), policy.SeatsFull, 0)
+		f.undo(time.Second, policy.Undo{Request: "r1", Cost: 1, Hardware: "a", Seat: true})
+		if u := f.usage(time.Second); u.Used != 0 || u.Seats != 0 {
+			f.t.Fatalf("Usage = %+v after a refund and a void, want used 0 and no seat", u)
+		}
+		f.want(time.Second, req("r3", b), policy.Allowed, 1)
+	}},
+	{"a void leaves a seat a later request refreshed", func(f *fixture) {
+		a := policy.Charge{Cost: 0, Limit: -1, Seats: 1, Hardware: "a", SessionTTL: ttl}
+		b := a
+		b.Hardware = "b"
+		f.want(0, req("r1", a), policy.Allowed, 0)
+		f.want(time.Second, req("r2", a), policy.Allowed, 0)
+		f.undo(2*time.Second, policy.Undo{Request: "r1", Hardware: "a", Seat: true})
+		f.want(2*time.Second, req("r3", b), policy.SeatsFull, 0)
+	}},
+	{"request ids are forgotten after UndoWindow", func(f *fixture) {
+		w := policy.UndoWindow
+		f.want(0, req("r1", credits(1, 5)), policy.Allowed, 1)
+		f.undo(0, policy.Undo{Request: "gone", Cost: 1})
+		// An undo past the window finds nothing to give back.
+		f.undo(w+time.Second, policy.Undo{Request: "r1", Cost: 1})
+		f.want(w+time.Second, req("gone", credits(1, 5)), policy.Allowed, 2)
+		f.want(w+time.Second, req("r1", credits(1, 5)), policy.Duplicate, 2)
 	}},
 	{"two issuers' licenses with the same key are counted apart", func(f *fixture) {
 		other := *f

@@ -18,7 +18,8 @@ func (s *Store) Charge(ctx context.Context, c *policy.Charge) (policy.Result, er
 	now := c.Now.UnixMilli()
 	ttl := c.SessionTTL.Milliseconds()
 	v, err := s.runOnce(ctx, chargeScript, s.keys(c.Key),
-		now, c.Cost, c.Limit, c.Seats, c.Hardware, ttl, now-ttl, expiresMs(c.Expires))
+		now, c.Cost, c.Limit, c.Seats, c.Hardware, ttl, now-ttl, expiresMs(c.Expires),
+		c.Request, reqScore(c.Now.Add(-policy.UndoWindow)), reqScore(c.Now))
 	if err != nil {
 		return policy.Result{}, storeErr("charge", err)
 	}
@@ -43,6 +44,8 @@ func (s *Store) Charge(ctx context.Context, c *policy.Charge) (policy.Result, er
 	case 3:
 		res.Outcome = policy.SeatsFull
 		res.RetryAfter = time.Duration(retry) * time.Millisecond
+	case 4:
+		res.Outcome = policy.Duplicate
 	default:
 		return policy.Result{}, storeErr("charge", fmt.Errorf("unexpected outcome %d", code))
 	}
@@ -59,6 +62,29 @@ func (s *Store) Refund(ctx context.Context, key policy.LicenseKey, cost int64) e
 		return storeErr("refund", err)
 	}
 	return nil
+}
+
+// Undo implements policy.Counters in one round trip (see undoLua). It is
+// idempotent, so a caller may send it again until it is answered.
+func (s *Store) Undo(ctx context.Context, u *policy.Undo) error {
+	k := s.keys(u.Key)
+	seat := 0
+	if u.Seat {
+		seat = 1
+	}
+	_, err := s.runOnce(ctx, undoScript, []string{k[0], k[1], k[5]},
+		u.Request, u.Cost, u.Hardware, seat, reqScore(u.Now), reqScore(u.Now.Add(-policy.UndoWindow)),
+		u.Now.Add(policy.UndoWindow).UnixMilli())
+	if err != nil {
+		return storeErr("undo", err)
+	}
+	return nil
+}
+
+// reqScore is t's score in a license's req set: 4 × unix ms, leaving the
+// two low bits for flags (exact in a double until the year 20000).
+func reqScore(t time.Time) int64 {
+	return 4 * t.UnixMilli()
 }
 
 // Revoke implements policy.Counters. The revocation key holds its end in

@@ -37,11 +37,11 @@ func (s *Store) base(k policy.LicenseKey) string {
 	return b.String()
 }
 
-// keys returns license k's used, seats, revoked, seats_ttl and limit keys,
-// in the order the scripts take them.
+// keys returns license k's used, seats, revoked, seats_ttl, limit and req
+// keys, in the order the scripts take them.
 func (s *Store) keys(k policy.LicenseKey) []string {
 	base := s.base(k)
-	return []string{base + "used", base + "seats", base + "revoked", base + "seats_ttl", base + "limit"}
+	return []string{base + "used", base + "seats", base + "revoked", base + "seats_ttl", base + "limit", base + "req"}
 }
 
 // validPrefix reports whether p may start keys: a brace in it would

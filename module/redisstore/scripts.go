@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -12,7 +14,10 @@ import (
 // hardware id, score the last request in unix ms), KEYS[3] revoked (string,
 // the revocation's end in unix ms), KEYS[4] seats_ttl (string, the
 // SessionTTL in ms of the last seat taken, for Usage), KEYS[5] limit
-// (string, the credits of the last token charged, for Usage). Times come from the
+// (string, the credits of the last token charged, for Usage), KEYS[6] req
+// (sorted set: member a request id, score 4 × the unix ms of its charge
+// or tombstone plus flags: 1 credits charged and not given back, 2 a new
+// seat taken and not given back; see policy.Undo). Times come from the
 // caller (Go), never from Redis's TIME, so a gateway's clock (or a
 // test's) decides.
 //
@@ -28,10 +33,13 @@ import (
 //
 // ARGV: 1 now ms, 2 cost, 3 limit (-1: no credits), 4 seats (0: no limit),
 // 5 hardware id, 6 session ttl ms, 7 seat cutoff ms (now - ttl),
-// 8 expires ms (0: never).
+// 8 expires ms (0: never), 9 request id (”: none), 10 the req score
+// below which ids are forgotten (4 × (now - policy.UndoWindow)), 11 the
+// req score of now (4 × now).
 //
 // Returns {outcome, used, retry_ms}: outcome 0 allowed, 1 revoked,
-// 2 credits exhausted, 3 seats full; used the credits used after the
+// 2 credits exhausted, 3 seats full, 4 duplicate (the request id was
+// undone or charged before); used the credits used after the
 // charge (before it when refused; "0" when revoked), as a decimal string;
 // retry_ms, for seats full, the milliseconds until the oldest seat lapses
 // (otherwise 0).
@@ -57,6 +65,15 @@ local function extend(k)
   end
 end
 
+local req = ARGV[9]
+if req ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[10])
+  if redis.call('ZSCORE', KEYS[6], req) then
+    lapse(KEYS[1])
+    return {4, redis.call('GET', KEYS[1]) or '0', 0}
+  end
+end
+
 local revoked = redis.call('GET', KEYS[3])
 if revoked and tonumber(revoked) > now then
   return {1, '0', 0}
@@ -65,13 +82,17 @@ end
 lapse(KEYS[1])
 local used = redis.call('GET', KEYS[1]) or '0'
 
+local flags = 0
 local seats = tonumber(ARGV[4])
 if seats > 0 then
   lapse(KEYS[2])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[7])
-  if not redis.call('ZSCORE', KEYS[2], ARGV[5]) and redis.call('ZCARD', KEYS[2]) >= seats then
-    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    return {3, used, tonumber(oldest[2]) + tonumber(ARGV[6]) - now}
+  if not redis.call('ZSCORE', KEYS[2], ARGV[5]) then
+    if redis.call('ZCARD', KEYS[2]) >= seats then
+      local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+      return {3, used, tonumber(oldest[2]) + tonumber(ARGV[6]) - now}
+    end
+    flags = 2
   end
 end
 
@@ -79,6 +100,9 @@ local limit = tonumber(ARGV[3])
 if limit >= 0 then
   if tonumber(ARGV[2]) > limit - tonumber(used) then
     return {2, used, 0}
+  end
+  if ARGV[2] ~= '0' then
+    flags = flags + 1
   end
   redis.call('INCRBY', KEYS[1], ARGV[2])
   used = redis.call('GET', KEYS[1])
@@ -93,7 +117,60 @@ if seats > 0 then
   redis.call('SET', KEYS[4], ARGV[6], 'KEEPTTL')
   extend(KEYS[4])
 end
+
+if req ~= '' and flags > 0 then
+  redis.call('ZADD', KEYS[6], tonumber(ARGV[11]) + flags, req)
+  extend(KEYS[6])
+end
 return {0, used, 0}
+`
+
+// undoLua is the whole of a policy.Undo. KEYS: used, seats, req (as for
+// chargeLua).
+//
+// ARGV: 1 request id, 2 cost, 3 hardware id, 4 '1' to give back a new
+// seat too, 5 the req score of now (4 × now ms), 6 the req score below
+// which ids are forgotten, 7 the ms until which a tombstone must live
+// (now + policy.UndoWindow).
+//
+// A request id not seen is left as a tombstone (flags 0), so its charge
+// counts nothing should it come later. One seen gives back what its flags
+// still hold: the credits (when the counter still exists), and, with
+// ARGV[4], the seat if it is still held since that very charge (same
+// score). Returns 1 when a charge was taken back, 0 otherwise.
+const undoLua = `
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
+local s = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if not s then
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+  local at = redis.call('PEXPIRETIME', KEYS[3])
+  if at < 0 or at < tonumber(ARGV[7]) then
+    redis.call('PEXPIREAT', KEYS[3], ARGV[7])
+  end
+  return 0
+end
+local score = tonumber(s)
+local flags = score % 4
+local base = score - flags
+if flags == 0 then
+  return 0
+end
+if flags % 2 == 1 and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DECRBY', KEYS[1], ARGV[2])
+end
+local keep = 0
+if flags >= 2 then
+  keep = 2
+  if ARGV[4] == '1' then
+    keep = 0
+    local seen = redis.call('ZSCORE', KEYS[2], ARGV[3])
+    if seen and tonumber(seen) * 4 == base then
+      redis.call('ZREM', KEYS[2], ARGV[3])
+    end
+  end
+end
+redis.call('ZADD', KEYS[3], base + keep, ARGV[1])
+return 1
 `
 
 // refundLua gives ARGV[1] credits back to KEYS[1], only when it exists
@@ -172,15 +249,20 @@ var (
 	chargeScript = redis.NewScript(chargeLua)
 	refundScript = redis.NewScript(refundLua)
 	adjustScript = redis.NewScript(adjustLua)
+	undoScript   = redis.NewScript(undoLua)
 	usageScript  = redis.NewScript(usageLua)
 
 	scriptSource = map[*redis.Script]string{
 		chargeScript: chargeLua,
 		refundScript: refundLua,
 		adjustScript: adjustLua,
+		undoScript:   undoLua,
 		usageScript:  usageLua,
 	}
 )
+
+// errContextDone marks a command not sent because its context was done.
+var errContextDone = errors.New("context done before sending")
 
 // onceCmd is a command go-redis must send at most once. go-redis retries a
 // command whose reply timed out or whose connection broke (and a Cluster
@@ -197,7 +279,7 @@ func (onceCmd) NoRetry() bool { return true }
 // never retried after it may have run.
 func (s *Store) runOnce(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errContextDone, err)
 	}
 	process := s.client.Process
 	if s.ap != nil {

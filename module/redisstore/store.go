@@ -17,6 +17,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -160,9 +161,24 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // storeErr wraps err so that errors.Is(err, policy.ErrStore) holds, while
 // the cause (a net.Error, context.DeadlineExceeded, a Redis reply) stays
-// reachable with errors.Is and errors.As.
+// reachable with errors.Is and errors.As. An error that shows the command
+// never left (no connection could be had) also wraps policy.ErrNotSent.
 func storeErr(op string, err error) error {
+	if notSent(err) {
+		return fmt.Errorf("%w: %w: redis %s: %w", policy.ErrStore, policy.ErrNotSent, op, err)
+	}
 	return fmt.Errorf("%w: redis %s: %w", policy.ErrStore, op, err)
+}
+
+// notSent tells errors raised before a command was written: a failed dial,
+// no free connection in the pool, a context already done. Anything else
+// (a read timeout, a broken connection) may come after Redis ran it.
+func notSent(err error) bool {
+	if errors.Is(err, redis.ErrPoolTimeout) || errors.Is(err, errContextDone) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 var _ policy.Counters = (*Store)(nil)
