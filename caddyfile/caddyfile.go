@@ -285,11 +285,36 @@ func parseStoreConfig(d *caddyfile.Dispenser) (*module.StoreConfig, error) {
 			if err := oneArg(d, &sc.Prefix); err != nil {
 				return nil, err
 			}
+		case "durability":
+			if err := parseDurability(d, sc); err != nil {
+				return err
+			}
 		default:
 			return nil, d.Errf("unknown store option %q%s", opt, didYouMean(opt, StoreOptions))
 		}
 	}
 	return sc, nil
+}
+
+// parseDurability reads `durability replicas <n> [timeout <d>]`.
+func parseDurability(d *caddyfile.Dispenser, sc *module.StoreConfig) error {
+	args := d.RemainingArgs()
+	if (len(args) != 2 && len(args) != 4) || args[0] != "replicas" || (len(args) == 4 && args[2] != "timeout") {
+		return d.Err("durability: expected replicas <n> [timeout <duration>]")
+	}
+	n, err := strconv.Atoi(args[1])
+	if err != nil || n < 1 {
+		return d.Errf("durability: replicas %q is not an integer ≥ 1", args[1])
+	}
+	sc.DurabilityReplicas = n
+	if len(args) == 4 {
+		dur, err := caddy.ParseDuration(args[3])
+		if err != nil || dur <= 0 {
+			return d.Errf("durability: bad timeout %q", args[3])
+		}
+		sc.DurabilityTimeout = caddy.Duration(dur)
+	}
+	return nil
 }
 
 func appendArgs(d *caddyfile.Dispenser, dst *[]string) error {

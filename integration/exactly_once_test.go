@@ -178,3 +178,46 @@ func TestAClientHangUpIsNoRefund(t *testing.T) {
 		})
 	}
 }
+
+// TestDurabilityWaitsForAReplica: with durability replicas 1, a request is
+// allowed once the replica has its charge; with the replica gone it is
+// answered 503 and its charge, which ran on the master, is voided once the
+// replica is back.
+func TestDurabilityWaitsForAReplica(t *testing.T) {
+	t.Parallel()
+	key := NewRSAKey(t, "k1", "RS256")
+	ks := NewKeyServer(t, JWKS(t, key))
+	master := testredis.Start(t)
+	replica := testredis.StartReplica(t, master)
+	c := StartCaddy(t, `
+	license_gate {
+		jwks_url `+ks.JWKSURL()+`
+		store redis {
+			addresses `+master.Addr()+`
+			timeout 1s
+			durability replicas 1 timeout 200ms
+		}
+	}
+	reverse_proxy `+hostPort(echoUpstream(t).URL), CaddyOptions{Globals: "metrics"})
+	claims := Std("credits", 10)
+	tok, jti := key.Sign(t, claims), claims["jti"].(string)
+	mustPass(t, c, tok)
+	mustPass(t, c, tok)
+
+	replica.Kill()
+	resp, body := c.Get(t, "/", tok)
+	AssertReject(t, resp, body, http.StatusServiceUnavailable, "serviceUnavailable", "")
+
+	replica.Restart()
+	WaitFor(t, 30*time.Second, "the void to reach the replica", func() bool {
+		v, ok := c.metric(t, "licensegate_store_voids_pending")
+		return ok && v == 0
+	})
+	if used := c.creditsUsed(t, jti); used != 2 {
+		t.Fatalf("credits_used = %d after two 200s and a 503, want 2", used)
+	}
+	resp, body = c.Get(t, "/", tok)
+	if resp.StatusCode != 200 || resp.Header.Get("X-License-Credits-Remaining") != "7" {
+		t.Fatalf("with the replica back: %d, remaining %q: %s", resp.StatusCode, resp.Header.Get("X-License-Credits-Remaining"), body)
+	}
+}

@@ -31,8 +31,14 @@ type StoreConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 	// PoolSize is the connection pool size per node.
 	PoolSize int `json:"pool_size,omitempty"`
-	// Prefix starts every key. Default "lg:".
+	// Prefix starts every key. Default "lg:". It may not contain { or }.
 	Prefix string `json:"prefix,omitempty"`
+	// DurabilityReplicas, when above 0, makes a charge count only once
+	// that many replicas acknowledged it (WAIT); otherwise the request
+	// fails per on_store_error and the charge is voided.
+	DurabilityReplicas int `json:"durability_replicas,omitempty"`
+	// DurabilityTimeout bounds the wait for the replicas. Default: Timeout.
+	DurabilityTimeout caddy.Duration `json:"durability_timeout,omitempty"`
 }
 
 // storePool shares stores across config reloads and between gates, so a

@@ -68,6 +68,9 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 		Timeout:    durationOr(sc.Timeout, 100*time.Millisecond),
 		PoolSize:   sc.PoolSize,
 		Prefix:     sc.Prefix,
+
+		Replicas:       sc.DurabilityReplicas,
+		ReplicaTimeout: time.Duration(sc.DurabilityTimeout),
 	}
 	if len(o.Addresses) == 0 {
 		o.Addresses = []string{"127.0.0.1:6379"}
@@ -81,7 +84,8 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 	if sc.TLS {
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
-	ident, _ := json.Marshal([]any{o.Addresses, o.MasterName, o.Username, o.Password, o.DB, sc.TLS, o.Timeout, o.PoolSize, o.Prefix})
+	ident, _ := json.Marshal([]any{o.Addresses, o.MasterName, o.Username, o.Password, o.DB, sc.TLS, o.Timeout, o.PoolSize, o.Prefix,
+		o.Replicas, o.ReplicaTimeout})
 	sum := sha256.Sum256(ident)
 	g.storeKey = "redis|" + hex.EncodeToString(sum[:])
 	val, _, err := storePool.LoadOrNew(g.storeKey, func() (caddy.Destructor, error) {

@@ -60,6 +60,37 @@ func Start(t testing.TB) *Server {
 	return start(t, bin, nil)
 }
 
+// StartWith starts a redis-server as Start does, with extra command-line
+// options after the defaults (later options win: "--appendonly", "yes"
+// turns persistence on, in the server's own directory, which Restart
+// keeps).
+func StartWith(t testing.TB, options ...string) *Server {
+	t.Helper()
+	bin := lookPath(t, "redis-server", "apt-get install -y redis-server")
+	return start(t, bin, func(string) []string { return options })
+}
+
+// StartReplica starts a redis-server replicating master, and waits until
+// the master counts it as an online replica.
+func StartReplica(t testing.TB, master *Server, options ...string) *Server {
+	t.Helper()
+	bin := lookPath(t, "redis-server", "apt-get install -y redis-server")
+	r := start(t, bin, func(string) []string {
+		return append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port())}, options...)
+	})
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, err := master.Do("INFO", "replication")
+		if err == nil && strings.Contains(info, "port="+strconv.Itoa(r.Port())+",state=online") {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testredis: replica on port %d not online at master %s: %v\n%s", r.Port(), master.Addr(), err, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // start picks a free port and starts a server there, trying again on a
 // new port when the chosen one was taken in the meantime.
 func start(t testing.TB, bin string, extra func(dir string) []string) *Server {

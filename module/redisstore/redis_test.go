@@ -604,3 +604,59 @@ func TestNewAppliesDefaults(t *testing.T) {
 		t.Fatalf("read %v, pool %d, prefix %q", o.ReadTimeout, o.PoolSize, s2.prefix)
 	}
 }
+
+// TestDurabilityWaitsForReplicas: with Replicas 1, a charge returns once
+// the replica has it; without the replica it fails with ErrNotReplicated
+// (it ran on the master and is to be voided), and the void goes through
+// once the replica is back.
+func TestDurabilityWaitsForReplicas(t *testing.T) {
+	master := testredis.Start(t)
+	replica := testredis.StartReplica(t, master)
+	s := newStore(t, Options{Addresses: []string{master.Addr()}, Timeout: 5 * time.Second,
+		Replicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	ctx := context.Background()
+	now := time.Now()
+	charge := func(id string) (policy.Result, error) {
+		return s.Charge(ctx, &policy.Charge{Key: lk("durable"), Cost: 1, Limit: 10, Expires: now.Add(time.Hour), Now: now, Request: id})
+	}
+	usedOn := func(srv *testredis.Server) string {
+		t.Helper()
+		v, err := srv.Do("GET", "lg:{"+Tag(lk("durable"))+"}:used")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if r, err := charge("r1"); err != nil || r.Outcome != policy.Allowed {
+		t.Fatalf("Charge with the replica up = %+v, %v", r, err)
+	}
+	// Acknowledged means the replica has it, now.
+	if v := usedOn(replica); v != "1" {
+		t.Fatalf("the replica holds used = %q right after the charge, want 1", v)
+	}
+
+	replica.Kill()
+	_, err := charge("r2")
+	if !errors.Is(err, ErrNotReplicated) || !errors.Is(err, policy.ErrStore) || errors.Is(err, policy.ErrNotSent) {
+		t.Fatalf("Charge without the replica = %v, want ErrNotReplicated and ErrStore", err)
+	}
+	if v := usedOn(master); v != "2" {
+		t.Fatalf("the master holds used = %q, want 2 (the charge ran there)", v)
+	}
+	undo := &policy.Undo{Key: lk("durable"), Request: "r2", Cost: 1, Seat: true, Now: now}
+	if err := s.Undo(ctx, undo); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("Undo without the replica = %v, want ErrNotReplicated", err)
+	}
+	replica.Restart()
+	// Sent again until acknowledged: it gives back nothing twice.
+	deadline := time.Now().Add(20 * time.Second)
+	for err := s.Undo(ctx, undo); err != nil; err = s.Undo(ctx, undo) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Undo once the replica is back: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v := usedOn(replica); v != "1" {
+		t.Fatalf("the replica holds used = %q after the void, want 1", v)
+	}
+}

@@ -278,6 +278,9 @@ func (onceCmd) NoRetry() bool { return true }
 // when Redis answers NOSCRIPT, as after a restart or SCRIPT FLUSH) but is
 // never retried after it may have run.
 func (s *Store) runOnce(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	if s.replicas > 0 && (sc == chargeScript || sc == undoScript) {
+		return s.runDurable(ctx, sc, keys, args...)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", errContextDone, err)
 	}
@@ -292,6 +295,49 @@ func (s *Store) runOnce(ctx context.Context, sc *redis.Script, keys []string, ar
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		cmd = onceCmd{redis.NewCmd(ctx, evalArgs("eval", scriptSource[sc], keys, args)...)}
 		_ = process(ctx, cmd)
+	}
+	return cmd.Result()
+}
+
+// runDurable runs a writing script as runOnce does, followed on the same
+// connection by WAIT for s.replicas replicas: one round trip, never
+// retried. The script's reply counts only when enough replicas have it.
+func (s *Store) runDurable(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errContextDone, err)
+	}
+	var node redis.Cmdable = s.client
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		// WAIT has no key: it must go to the master holding the keys,
+		// on the connection that ran the script.
+		n, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return nil, err
+		}
+		node = n
+	}
+	send := func(name, script string) (onceCmd, *redis.IntCmd) {
+		cmd := onceCmd{redis.NewCmd(ctx, evalArgs(name, script, keys, args)...)}
+		wait := redis.NewIntCmd(ctx, "wait", s.replicas, s.replicaTimeout.Milliseconds())
+		pipe := node.Pipeline()
+		_ = pipe.Process(ctx, cmd)
+		_ = pipe.Process(ctx, wait)
+		_, _ = pipe.Exec(ctx)
+		return cmd, wait
+	}
+	cmd, wait := send("evalsha", sc.Hash())
+	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		cmd, wait = send("eval", scriptSource[sc])
+	}
+	if err := cmd.Err(); err != nil {
+		return nil, err
+	}
+	n, err := wait.Result()
+	if err != nil {
+		return nil, err
+	}
+	if n < int64(s.replicas) {
+		return nil, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, s.replicas, s.replicaTimeout)
 	}
 	return cmd.Result()
 }

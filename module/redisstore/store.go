@@ -59,7 +59,21 @@ type Options struct {
 	// NoPipelining sends each charge on its own instead of batching the
 	// charges of concurrent requests into pipelines.
 	NoPipelining bool
+	// Replicas, when above 0, makes a charge (and an undo) done only once
+	// that many replicas acknowledged it: WAIT follows the script on its
+	// connection, and fewer acknowledgements within ReplicaTimeout fail
+	// with ErrNotReplicated (the charge ran on the master; the caller
+	// voids it). Such charges are not batched with others.
+	Replicas int
+	// ReplicaTimeout bounds the WAIT; 0 means Timeout. Replies are then
+	// awaited for Timeout + ReplicaTimeout.
+	ReplicaTimeout time.Duration
 }
+
+// ErrNotReplicated is the error (beside policy.ErrStore) of a charge or
+// undo that ran on the master but was not acknowledged by
+// Options.Replicas replicas in time: a failover could lose it.
+var ErrNotReplicated = errors.New("not acknowledged by enough replicas")
 
 // Store is a policy.Counters backed by Redis. It is safe for concurrent
 // use; one Store (one connection pool) serves a whole gateway.
@@ -70,6 +84,9 @@ type Store struct {
 	// Nil when Options.NoPipelining is set.
 	ap     *redis.AutoPipeliner
 	prefix string
+	// replicas and replicaTimeout: see Options.Replicas.
+	replicas       int
+	replicaTimeout time.Duration
 }
 
 // New returns a Store for o. It does not connect: the first command does,
@@ -86,6 +103,16 @@ func New(o Options) (*Store, error) {
 	}
 	if o.DB < 0 {
 		return nil, fmt.Errorf("redisstore: negative db %d", o.DB)
+	}
+	if o.Replicas < 0 || o.ReplicaTimeout < 0 {
+		return nil, fmt.Errorf("redisstore: negative replicas %d or replica timeout %v", o.Replicas, o.ReplicaTimeout)
+	}
+	readTimeout := o.Timeout
+	if o.Replicas > 0 {
+		if o.ReplicaTimeout == 0 {
+			o.ReplicaTimeout = o.Timeout
+		}
+		readTimeout += o.ReplicaTimeout
 	}
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
@@ -118,7 +145,7 @@ func New(o Options) (*Store, error) {
 		PoolSize:   o.PoolSize,
 
 		DialTimeout:           o.Timeout,
-		ReadTimeout:           o.Timeout,
+		ReadTimeout:           readTimeout,
 		WriteTimeout:          o.Timeout,
 		ContextTimeoutEnabled: true,
 		// One dial attempt per command: while Redis is down a request
@@ -126,7 +153,7 @@ func New(o Options) (*Store, error) {
 		// back-off. The pool keeps probing and recovers by itself.
 		DialerRetries: 1,
 	})
-	st := &Store{client: client, prefix: o.Prefix}
+	st := &Store{client: client, prefix: o.Prefix, replicas: o.Replicas, replicaTimeout: o.ReplicaTimeout}
 	if !o.NoPipelining {
 		// go-redis's defaults: one ordered stream of batches per node,
 		// each flushed as soon as the previous one is answered. Running
