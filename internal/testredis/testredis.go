@@ -275,20 +275,40 @@ func (s *Server) stop() {
 // nodes' addresses. The nodes are killed when the test ends.
 func StartCluster(t testing.TB, masters int) []string {
 	t.Helper()
+	nodes := StartClusterNodes(t, masters, 0, 5000)
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr()
+	}
+	return addrs
+}
+
+// StartClusterNodes starts a Redis Cluster of masters (at least 3) with
+// replicas replicas each, whose nodes consider a peer down after
+// nodeTimeoutMs (a replica is promoted soon after), waits until every node
+// reports cluster_state:ok, and returns the nodes (masters first, as
+// redis-cli --cluster create assigns them). The nodes are killed when the
+// test ends; a killed node restarted with Restart rejoins the cluster.
+func StartClusterNodes(t testing.TB, masters, replicas, nodeTimeoutMs int) []*Server {
+	t.Helper()
 	if masters < 3 {
 		t.Fatalf("testredis: a Redis Cluster needs at least 3 masters, not %d", masters)
 	}
 	bin := lookPath(t, "redis-server", "apt-get install -y redis-server")
 	cli := lookPath(t, "redis-cli", "apt-get install -y redis-tools")
 
-	nodes := make([]*Server, masters)
-	addrs := make([]string, masters)
+	total := masters * (1 + replicas)
+	nodes := make([]*Server, total)
+	addrs := make([]string, total)
 	for i := range nodes {
 		nodes[i] = start(t, bin, func(string) []string {
 			return []string{
 				"--cluster-enabled", "yes",
 				"--cluster-config-file", "nodes.conf",
-				"--cluster-node-timeout", "5000",
+				"--cluster-node-timeout", strconv.Itoa(nodeTimeoutMs),
+				// A replica may take over however long its master has been
+				// gone: tests kill masters on purpose.
+				"--cluster-replica-validity-factor", "0",
 				// The bus port defaults to port+10000, which may be taken or
 				// out of range; pick a free one.
 				"--cluster-port", strconv.Itoa(freePort(t)),
@@ -298,7 +318,7 @@ func StartCluster(t testing.TB, masters int) []string {
 	}
 
 	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	out, err := exec.Command(cli, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("testredis: redis-cli %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -308,7 +328,7 @@ func StartCluster(t testing.TB, masters int) []string {
 	for _, n := range nodes {
 		for {
 			info, err := n.Do("CLUSTER", "INFO")
-			if err == nil && clusterReady(info, masters) {
+			if err == nil && clusterReady(info, total) {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -316,8 +336,19 @@ func StartCluster(t testing.TB, masters int) []string {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		// A replica counts once its first sync is done.
+		for {
+			info, err := n.Do("INFO", "replication")
+			if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("testredis: replica %s not in sync within %v: %v\n%s", n.Addr(), clusterTimeout, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
-	return addrs
+	return nodes
 }
 
 // clusterReady reports whether CLUSTER INFO shows a healthy cluster that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -302,19 +303,27 @@ func (s *Store) runOnce(ctx context.Context, sc *redis.Script, keys []string, ar
 // runDurable runs a writing script as runOnce does, followed on the same
 // connection by WAIT for s.replicas replicas: one round trip, never
 // retried. The script's reply counts only when enough replicas have it.
-func (s *Store) runDurable(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
+func (s *Store) runDurable(ctx context.Context, sc *redis.Script, keys []string, args ...any) (_ any, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%w: %w", errContextDone, err)
 	}
 	var node redis.Cmdable = s.client
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
 		// WAIT has no key: it must go to the master holding the keys,
-		// on the connection that ran the script.
+		// on the connection that ran the script. That bypasses the
+		// cluster client's own redirects, so a failure (the master gone,
+		// MOVED after a failover) has it reload the slots for next time.
 		n, err := cc.MasterForKey(ctx, keys[0])
 		if err != nil {
+			cc.ReloadState(ctx)
 			return nil, err
 		}
 		node = n
+		defer func() {
+			if err != nil && !isScriptReply(err) {
+				cc.ReloadState(ctx)
+			}
+		}()
 	}
 	send := func(name, script string) (onceCmd, *redis.IntCmd) {
 		cmd := onceCmd{redis.NewCmd(ctx, evalArgs(name, script, keys, args)...)}
@@ -326,10 +335,22 @@ func (s *Store) runDurable(ctx context.Context, sc *redis.Script, keys []string,
 		return cmd, wait
 	}
 	cmd, wait := send("evalsha", sc.Hash())
+	if cc, ok := s.client.(*redis.ClusterClient); ok && cmd.Err() != nil {
+		// MOVED: the script did not run; the slot is served elsewhere
+		// (after a failover). Follow it once, as the cluster client would.
+		if addr, moved := strings.CutPrefix(cmd.Err().Error(), "MOVED "); moved {
+			if _, addr, ok := strings.Cut(addr, " "); ok {
+				if n := nodeAt(ctx, cc, addr); n != nil {
+					node = n
+					cmd, wait = send("evalsha", sc.Hash())
+				}
+			}
+		}
+	}
 	if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		cmd, wait = send("eval", scriptSource[sc])
 	}
-	if err := cmd.Err(); err != nil {
+	if err = cmd.Err(); err != nil {
 		return nil, err
 	}
 	n, err := wait.Result()
@@ -340,6 +361,38 @@ func (s *Store) runDurable(ctx context.Context, sc *redis.Script, keys []string,
 		return nil, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, s.replicas, s.replicaTimeout)
 	}
 	return cmd.Result()
+}
+
+// nodeAt is the cluster client's connection pool for the node at addr,
+// or nil when it knows no such node.
+func nodeAt(ctx context.Context, cc *redis.ClusterClient, addr string) *redis.Client {
+	var mu sync.Mutex
+	var found *redis.Client
+	_ = cc.ForEachShard(ctx, func(_ context.Context, c *redis.Client) error {
+		if c.Options().Addr == addr {
+			mu.Lock()
+			found = c
+			mu.Unlock()
+		}
+		return nil
+	})
+	return found
+}
+
+// isScriptReply tells an error the script itself answered (such as "out
+// of range") from a failure to reach the right node.
+func isScriptReply(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	for _, p := range []string{"MOVED", "ASK", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "LOADING", "MASTERDOWN"} {
+		if strings.HasPrefix(msg, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // evalArgs lays out EVAL/EVALSHA as go-redis does, so that a Cluster
