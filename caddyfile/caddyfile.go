@@ -287,7 +287,7 @@ func parseStoreConfig(d *caddyfile.Dispenser) (*module.StoreConfig, error) {
 			}
 		case "durability":
 			if err := parseDurability(d, sc); err != nil {
-				return err
+				return nil, err
 			}
 		default:
 			return nil, d.Errf("unknown store option %q%s", opt, didYouMean(opt, StoreOptions))

@@ -13,6 +13,7 @@ var Options = []string{
 // StoreOptions is every option of the store redis block.
 var StoreOptions = []string{
 	"addresses", "master_name", "username", "password", "db", "tls", "timeout", "pool_size", "prefix",
+	"durability",
 }
 
 // suggestion is the known name closest to got, when it is close enough to
