@@ -135,11 +135,23 @@ func settle(t testing.TB, c *Caddy, jti string) int64 {
 	return used
 }
 
+// durabilities are the replication settings the failover cases run with:
+// a name and the store option.
+var durabilities = []struct{ name, opt string }{
+	{"async replication", ""},
+	{"durability replicas 1", "\n\t\t\tdurability replicas 1 timeout 200ms"},
+}
+
 func TestFaults(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var rows []faultRow
-	record := func(r faultRow) {
+	// record keeps a row and checks what holds under every fault: no
+	// request refused with 503 is charged.
+	record := func(t *testing.T, r faultRow) {
+		if r.charged > r.served {
+			t.Errorf("charged %d > served %d: a refused request was charged", r.charged, r.served)
+		}
 		t.Logf("%s, %s, %s: served %d, 503 %d, charged %d %s", r.name, r.setup, r.fault, r.served, r.refused, r.charged, r.note)
 		mu.Lock()
 		rows = append(rows, r)
@@ -162,7 +174,7 @@ func TestFaults(t *testing.T) {
 		charged := settle(t, c, jti)
 		row := faultRow{name: "single node stall", setup: "timeout 100ms", fault: "3 × a 0.5 s busy script",
 			served: l.served.Load(), refused: l.refused.Load(), charged: charged}
-		record(row)
+		record(t, row)
 		if charged != row.served {
 			t.Errorf("served %d, refused %d, charged %d: every 200 and only they must be charged", row.served, row.refused, charged)
 		}
@@ -196,10 +208,7 @@ func TestFaults(t *testing.T) {
 				fault:  "kill -9 under load, restart on the same files",
 				served: l.served.Load(), refused: l.refused.Load(), charged: charged,
 				note: fmt.Sprintf("%d served before the kill", before)}
-			record(row)
-			if charged > row.served {
-				t.Errorf("charged %d > served %d: a refused request was charged", charged, row.served)
-			}
+			record(t, row)
 			if p.exact && charged != row.served {
 				t.Errorf("appendfsync always: charged %d, served %d; every acknowledged charge must survive", charged, row.served)
 			}
@@ -210,12 +219,7 @@ func TestFaults(t *testing.T) {
 	}
 
 	t.Run("Sentinel failover", func(t *testing.T) {
-		for _, d := range []struct {
-			name, opt string
-		}{
-			{"async replication", ""},
-			{"durability replicas 1", "\n\t\t\tdurability replicas 1 timeout 200ms"},
-		} {
+		for _, d := range durabilities {
 			for _, how := range []string{"SENTINEL FAILOVER", "master killed"} {
 				t.Run(d.name+", "+how, func(t *testing.T) {
 					master := testredis.Start(t)
@@ -258,10 +262,7 @@ func TestFaults(t *testing.T) {
 					charged := settle(t, c, jti)
 					row := faultRow{name: "Sentinel failover", setup: strings.TrimSpace(d.name), fault: how + " under load",
 						served: l.served.Load(), refused: l.refused.Load(), charged: charged}
-					record(row)
-					if charged > row.served {
-						t.Errorf("charged %d > served %d: a refused request was charged", charged, row.served)
-					}
+					record(t, row)
 					if d.opt != "" && charged != row.served {
 						t.Errorf("durability: charged %d, served %d; no acknowledged charge may be lost", charged, row.served)
 					}
@@ -271,12 +272,7 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("Cluster master killed", func(t *testing.T) {
-		for _, d := range []struct {
-			name, opt string
-		}{
-			{"async replication", ""},
-			{"durability replicas 1", "\n\t\t\tdurability replicas 1 timeout 200ms"},
-		} {
+		for _, d := range durabilities {
 			t.Run(d.name, func(t *testing.T) {
 				nodes := testredis.StartClusterNodes(t, 3, 1, 1000)
 				addrs := make([]string, len(nodes))
@@ -331,10 +327,7 @@ func TestFaults(t *testing.T) {
 					fault:  "kill -9 of the license's master under load, replica promoted",
 					served: l.served.Load(), refused: l.refused.Load(), charged: charged,
 					note: fmt.Sprintf("%d served before the restart", before)}
-				record(row)
-				if charged > row.served {
-					t.Errorf("charged %d > served %d: a refused request was charged", charged, row.served)
-				}
+				record(t, row)
 				if d.opt != "" && charged != row.served {
 					t.Errorf("durability: charged %d, served %d; no acknowledged charge may be lost", charged, row.served)
 				}

@@ -174,6 +174,14 @@ func TestAdminAPIPerStore(t *testing.T) {
 	}
 }
 
+// adminGate is a gate on sc's store in front of an echo upstream, and the
+// key its tokens are signed with.
+func adminGate(t *testing.T, sc storeCase) (*Caddy, *Key) {
+	key := NewRSAKey(t, "k1", "RS256")
+	ks := NewKeyServer(t, JWKS(t, key))
+	return StartCaddy(t, keysSite(hostPort(echoUpstream(t).URL), "jwks_url "+ks.JWKSURL()+"\n\t\t"+sc.store(t))), key
+}
+
 // TestAdminAPIKeysWithAnyCharacters: a key holding "/", "%", "?", "#",
 // spaces, braces or unicode, or being "." or "..", is read, revoked and
 // unrevoked through its escaped path, on both stores.
@@ -182,9 +190,7 @@ func TestAdminAPIKeysWithAnyCharacters(t *testing.T) {
 	for _, sc := range storeCases() {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
-			key := NewRSAKey(t, "k1", "RS256")
-			ks := NewKeyServer(t, JWKS(t, key))
-			c := StartCaddy(t, keysSite(hostPort(echoUpstream(t).URL), "jwks_url "+ks.JWKSURL()+"\n\t\t"+sc.store(t)))
+			c, key := adminGate(t, sc)
 			for _, jti := range []string{"lic/42/../t1", "a b?c#d%e&f=g", "}x{", "ключ 🔑", ".", "..", "a//b/"} {
 				tok := key.Sign(t, Std("jti", jti, "credits", 3))
 				mustPass(t, c, tok)
@@ -217,9 +223,7 @@ func TestAdminAPIRefusesOutOfRangeInput(t *testing.T) {
 	for _, sc := range storeCases() {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
-			key := NewRSAKey(t, "k1", "RS256")
-			ks := NewKeyServer(t, JWKS(t, key))
-			c := StartCaddy(t, keysSite(hostPort(echoUpstream(t).URL), "jwks_url "+ks.JWKSURL()+"\n\t\t"+sc.store(t)))
+			c, key := adminGate(t, sc)
 			claims := Std("credits", 5)
 			tok, jti := key.Sign(t, claims), claims["jti"].(string)
 			mustPass(t, c, tok)
