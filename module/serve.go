@@ -190,7 +190,7 @@ func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next cadd
 		refunds = g.refundsClientGone()
 	}
 	if refunds {
-		refund.Now = g.now()
+		refund.Now, refund.Ran = g.now(), true
 		if rerr := g.store.Undo(context.WithoutCancel(r.Context()), refund); rerr != nil {
 			g.logger.Error("refund failed, retrying in the background", zap.Error(rerr), zap.Int("status", status))
 			g.voids.push(*refund, "refund not answered")

@@ -67,6 +67,10 @@ type Undo struct {
 	// later request has refreshed it (a void); a refund keeps the seat, as
 	// the client did use it.
 	Seat bool
+	// Ran tells that the Charge is known to have run (its reply came: a
+	// refund). Should its record be gone (older than UndoWindow, as
+	// after a slow upstream), the credits are given back all the same.
+	Ran bool
 	// Now is the time of the Undo.
 	Now time.Time
 }

@@ -198,7 +198,11 @@ func (m *Memory) Undo(_ context.Context, u *Undo) error {
 	e.forgetRequests(u.Now)
 	r, seen := e.reqs[u.Request]
 	if !seen {
-		// The charge has not come (yet): it will count nothing.
+		// The charge has not come (yet): it will count nothing. Or,
+		// when it is known to have run, its record is gone: refund.
+		if u.Ran && e.hasLimit {
+			e.used -= u.Cost
+		}
 		e.rememberRequest(u.Request, requestRecord{at: u.Now})
 		return nil
 	}

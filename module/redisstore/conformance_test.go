@@ -487,6 +487,15 @@ var conformance = []struct {
 		f.want(w+time.Second, req("gone", credits(1, 5)), policy.Allowed, 2)
 		f.want(w+time.Second, req("r1", credits(1, 5)), policy.Duplicate, 2)
 	}},
+	{"a refund after UndoWindow still gives the credits back, once", func(f *fixture) {
+		w := policy.UndoWindow
+		f.want(0, req("slow", credits(2, 5)), policy.Allowed, 2)
+		f.undo(w+time.Minute, policy.Undo{Request: "slow", Cost: 2, Ran: true})
+		f.undo(w+time.Minute, policy.Undo{Request: "slow", Cost: 2, Ran: true})
+		if u := f.usage(w + time.Minute); u.Used != 0 {
+			f.t.Fatalf("Usage.Used = %d after a late refund sent twice, want 0", u.Used)
+		}
+	}},
 	{"two issuers' licenses with the same key are counted apart", func(f *fixture) {
 		other := *f
 		other.key.Issuer += "/other"

@@ -74,11 +74,19 @@ func (s *Store) Undo(ctx context.Context, u *policy.Undo) error {
 	}
 	_, err := s.runOnce(ctx, undoScript, []string{k[0], k[1], k[5]},
 		u.Request, u.Cost, u.Hardware, seat, reqScore(u.Now), reqScore(u.Now.Add(-policy.UndoWindow)),
-		u.Now.Add(policy.UndoWindow).UnixMilli())
+		u.Now.Add(policy.UndoWindow).UnixMilli(), boolArg(u.Ran))
 	if err != nil {
 		return storeErr("undo", err)
 	}
 	return nil
+}
+
+// boolArg is a flag as the scripts take it.
+func boolArg(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // reqScore is t's score in a license's req set: 4 × unix ms, leaving the

@@ -132,7 +132,8 @@ return {0, used, 0}
 // ARGV: 1 request id, 2 cost, 3 hardware id, 4 '1' to give back a new
 // seat too, 5 the req score of now (4 × now ms), 6 the req score below
 // which ids are forgotten, 7 the ms until which a tombstone must live
-// (now + policy.UndoWindow).
+// (now + policy.UndoWindow), 8 '1' when the charge is known to have run
+// (a refund: with its record gone, the credits are given back anyway).
 //
 // A request id not seen is left as a tombstone (flags 0), so its charge
 // counts nothing should it come later. One seen gives back what its flags
@@ -143,6 +144,9 @@ const undoLua = `
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
 local s = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if not s then
+  if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('DECRBY', KEYS[1], ARGV[2])
+  end
   redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
   local at = redis.call('PEXPIRETIME', KEYS[3])
   if at < 0 or at < tonumber(ARGV[7]) then
