@@ -195,7 +195,7 @@ func TestDurabilityWaitsForAReplica(t *testing.T) {
 		store redis {
 			addresses `+master.Addr()+`
 			timeout 1s
-			durability replicas 1 timeout 200ms
+			durability replicas 1 timeout 1s
 		}
 	}
 	reverse_proxy `+hostPort(echoUpstream(t).URL), CaddyOptions{Globals: "metrics"})

@@ -613,7 +613,7 @@ func TestDurabilityWaitsForReplicas(t *testing.T) {
 	master := testredis.Start(t)
 	replica := testredis.StartReplica(t, master)
 	s := newStore(t, Options{Addresses: []string{master.Addr()}, Timeout: 5 * time.Second,
-		Replicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+		Replicas: 1, ReplicaTimeout: time.Second})
 	ctx := context.Background()
 	now := time.Now()
 	charge := func(id string) (policy.Result, error) {
