@@ -157,6 +157,7 @@ type Gate struct {
 	rules          policy.Rules
 	matchValues    []string
 	store          policy.Counters
+	storeInProcess bool // the memory store: it never loses a reply
 	voids          *voidQueue
 	storeKey       string
 	keyKeys        []string

@@ -108,6 +108,7 @@ func (g *Gate) provisionStore() error {
 			return err
 		}
 		g.store = val.(*memoryStore)
+		g.storeInProcess = true
 		g.voids = g.store.(*memoryStore).voids
 		return nil
 	}

@@ -195,6 +195,13 @@ func (m *Memory) Undo(_ context.Context, u *Undo) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entry(u.Key, u.Now, true)
+	if u.Request == "" {
+		// A charge without an id (the caller saw its reply): a refund.
+		if u.Ran && e.hasLimit {
+			e.used -= u.Cost
+		}
+		return nil
+	}
 	e.forgetRequests(u.Now)
 	r, seen := e.reqs[u.Request]
 	if !seen {

@@ -147,6 +147,24 @@ func TestMemoryRefund(t *testing.T) {
 			t.Fatalf("Used = %d", u.Used)
 		}
 	})
+	t.Run("an undo without a request id refunds a charge whose reply came, and nothing else", func(t *testing.T) {
+		c, m := newClock(), policy.NewMemory()
+		mustCharge(t, m, c.charge("k", 2, 5, 0), policy.Allowed, 2)
+		if err := m.Undo(ctx, &policy.Undo{Key: lk("k"), Cost: 2, Now: c.at(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if u := usage(t, m, "k", c.at(0)); u.Used != 2 {
+			t.Fatalf("an undo of a charge not known to have run changed Used to %d", u.Used)
+		}
+		if err := m.Undo(ctx, &policy.Undo{Key: lk("k"), Cost: 2, Ran: true, Now: c.at(0)}); err != nil {
+			t.Fatal(err)
+		}
+		if u := usage(t, m, "k", c.at(0)); u.Used != 0 {
+			t.Fatalf("Used = %d after the refund", u.Used)
+		}
+		// The next charge without an id is no duplicate of anything.
+		mustCharge(t, m, c.charge("k", 1, 5, 0), policy.Allowed, 1)
+	})
 	t.Run("a refund for an unknown key is a no-op", func(t *testing.T) {
 		c, m := newClock(), policy.NewMemory()
 		if err := m.Refund(ctx, lk("nobody"), 3); err != nil {
