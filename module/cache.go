@@ -4,19 +4,32 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/licensegate/licensegate/policy"
 )
 
 const cacheShards = 32
 
+// sweepInterval is how often at most a shard drops its due entries while
+// it has room: memory follows the tokens seen lately rather than every
+// token since the start, up to the cache's size.
+const sweepInterval = time.Minute
+
 // tokenCache is a bounded map of verified tokens, keyed by the SHA-256 of
 // the token, so a repeated token costs no signature verification. Only
-// tokens that passed verification are stored.
+// tokens that passed verification are stored, and only what a request
+// needs from them: the license and the kid. Not the token: a request that
+// hits the cache brings the same token (its hash matched), so it is taken
+// from the request when a placeholder needs a claim the license did not
+// keep.
 //
 // When a shard is full, entries already due for re-verification go first
 // (all of them, in one sweep); when none is, one of two entries picked at
 // random goes, the one due sooner. Picking from a slice with math/rand
 // is fair: unlike the first key of a Go map iteration, which favours
 // some entries over others, every entry is equally likely to be looked at.
+// A shard with room sweeps its due entries too, at most once per
+// sweepInterval, when a new token arrives.
 type tokenCache struct {
 	perShard int
 	shards   [cacheShards]cacheShard
@@ -28,12 +41,18 @@ type cacheShard struct {
 	entries []cacheEntry
 	// soonest is no later than the earliest expiry in entries: before
 	// it, a sweep for due entries would find none.
-	soonest time.Time
+	soonest int64
+	// swept is when due entries were last dropped.
+	swept int64
 }
 
+// cacheEntry is one verified token, held in the shard's slice itself (no
+// allocation of its own): 64 bytes beside the license.
 type cacheEntry struct {
-	h [32]byte
-	e *verified
+	h       [32]byte
+	lic     *policy.License
+	kid     string
+	expires int64 // unix nanoseconds: when the token must be verified again
 }
 
 func newTokenCache(size int) *tokenCache {
@@ -46,72 +65,89 @@ func newTokenCache(size int) *tokenCache {
 
 func (c *tokenCache) shard(h [32]byte) *cacheShard { return &c.shards[h[0]%cacheShards] }
 
-// get returns the entry when present and not due for re-verification.
-func (c *tokenCache) get(h [32]byte, now time.Time) *verified {
+// get returns the license and kid of a token when present and not due
+// for re-verification; a nil license otherwise.
+func (c *tokenCache) get(h [32]byte, now time.Time) (*policy.License, string) {
 	if c == nil {
-		return nil
+		return nil, ""
 	}
 	s := c.shard(h)
 	s.mu.RLock()
-	var e *verified
-	if i, ok := s.index[h]; ok {
-		e = s.entries[i].e
+	i, ok := s.index[h]
+	if !ok {
+		s.mu.RUnlock()
+		return nil, ""
 	}
+	e := &s.entries[i]
+	lic, kid, expires := e.lic, e.kid, e.expires
 	s.mu.RUnlock()
-	if e == nil || now.After(e.expires) {
-		return nil
+	if now.UnixNano() > expires {
+		return nil, ""
 	}
-	return e
+	return lic, kid
 }
 
-// put stores a verified token, making room when the shard is full.
-func (c *tokenCache) put(h [32]byte, e *verified, now time.Time) {
+// put stores a verified token, due for re-verification at expires, making
+// room when the shard is full.
+func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, expires, now time.Time) {
 	if c == nil {
 		return
 	}
+	exp, t := expires.UnixNano(), now.UnixNano()
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i, ok := s.index[h]; ok {
-		s.entries[i].e = e
+		s.entries[i].lic, s.entries[i].kid, s.entries[i].expires = lic, kid, exp
+		s.soonest = min(s.soonest, exp)
 		return
+	}
+	if t > s.soonest && (len(s.entries) >= c.perShard || t-s.swept >= int64(sweepInterval)) {
+		s.sweep(t)
 	}
 	if len(s.entries) >= c.perShard {
-		s.makeRoom(now, c.perShard)
+		s.evictOne()
 	}
-	if len(s.entries) == 0 || e.expires.Before(s.soonest) {
-		s.soonest = e.expires
+	if len(s.entries) == 0 || exp < s.soonest {
+		s.soonest = exp
 	}
 	s.index[h] = int32(len(s.entries))
-	s.entries = append(s.entries, cacheEntry{h: h, e: e})
+	s.entries = append(s.entries, cacheEntry{h: h, lic: lic, kid: kid, expires: exp})
 }
 
-// makeRoom frees at least one slot of a shard holding limit entries;
-// s.mu is held.
-func (s *cacheShard) makeRoom(now time.Time, limit int) {
-	if now.After(s.soonest) {
-		// Something is due: drop every due entry and learn the new
-		// earliest expiry. (soonest may be early after random
-		// evictions; then this sweep finds nothing and corrects it.)
-		var soonest time.Time
-		for i := 0; i < len(s.entries); {
-			exp := s.entries[i].e.expires
-			if now.After(exp) {
-				s.remove(i)
-				continue
-			}
-			if soonest.IsZero() || exp.Before(soonest) {
-				soonest = exp
-			}
-			i++
+// sweep drops every entry due at now (unix ns) and learns the new
+// earliest expiry; s.mu is held. (soonest may be early after random
+// evictions; then a sweep finds nothing and corrects it.)
+func (s *cacheShard) sweep(now int64) {
+	var soonest int64
+	for i := 0; i < len(s.entries); {
+		exp := s.entries[i].expires
+		if now > exp {
+			s.remove(i)
+			continue
 		}
-		s.soonest = soonest
+		if soonest == 0 || exp < soonest {
+			soonest = exp
+		}
+		i++
 	}
-	if len(s.entries) < limit {
-		return
+	s.soonest, s.swept = soonest, now
+	if len(s.entries) < cap(s.entries)/4 {
+		// Most of the shard was due: give its memory back. A Go map does
+		// not shrink when emptied, so the index is built anew.
+		s.entries = append(make([]cacheEntry, 0, 2*len(s.entries)), s.entries...)
+		s.index = make(map[[32]byte]int32, len(s.entries))
+		for i := range s.entries {
+			s.index[s.entries[i].h] = int32(i)
+		}
 	}
+}
+
+// evictOne drops one of two entries picked at random, the one due
+// sooner; s.mu is held and the shard is not empty.
+func (s *cacheShard) evictOne() {
 	a, b := rand.IntN(len(s.entries)), rand.IntN(len(s.entries))
-	if s.entries[b].e.expires.Before(s.entries[a].e.expires) {
+	if s.entries[b].expires < s.entries[a].expires {
 		a = b
 	}
 	s.remove(a)

@@ -7,12 +7,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/licensegate/licensegate/policy"
 )
 
 func TestTokenCacheStaysBoundedUnderConcurrency(t *testing.T) {
 	t.Parallel()
 	for _, size := range []int{1, 64, 1000} {
 		c := newTokenCache(size)
+		lic := &policy.License{}
 		limit := max(size, cacheShards) // at least one entry per shard
 		now := time.Unix(1_800_000_000, 0)
 		var wg sync.WaitGroup
@@ -24,12 +27,12 @@ func TestTokenCacheStaysBoundedUnderConcurrency(t *testing.T) {
 					var h [32]byte
 					binary.LittleEndian.PutUint64(h[:], uint64(w)<<32|uint64(i)*2654435761)
 					binary.LittleEndian.PutUint64(h[8:], uint64(i))
-					c.put(h, &verified{kid: "k", expires: now.Add(time.Minute)}, now)
-					if e := c.get(h, now); e == nil {
+					c.put(h, lic, "k", now.Add(time.Minute), now)
+					if got, kid := c.get(h, now); got == nil {
 						// Another writer may have evicted it already when
 						// shards are tiny; that is allowed, a wrong entry is not.
 						continue
-					} else if e.kid != "k" {
+					} else if got != lic || kid != "k" {
 						t.Errorf("wrong entry")
 					}
 					if n := c.len(); n > limit {
@@ -51,24 +54,33 @@ func TestTokenCacheEntriesExpire(t *testing.T) {
 	c := newTokenCache(100)
 	now := time.Unix(1_800_000_000, 0)
 	h := tokenHash("a.b.c")
-	if c.get(h, now) != nil {
+	if lic, _ := c.get(h, now); lic != nil {
 		t.Fatal("empty cache returned an entry")
 	}
-	c.put(h, &verified{kid: "k", expires: now.Add(time.Minute)}, now)
-	if c.get(h, now.Add(59*time.Second)) == nil {
+	c.put(h, &policy.License{}, "k", now.Add(time.Minute), now)
+	if lic, kid := c.get(h, now.Add(59*time.Second)); lic == nil || kid != "k" {
 		t.Error("entry missing before it is due")
 	}
-	if c.get(h, now.Add(61*time.Second)) != nil {
+	if lic, _ := c.get(h, now.Add(61*time.Second)); lic != nil {
 		t.Error("entry returned after it is due for re-verification")
 	}
-	if c.get(tokenHash("a.b.d"), now) != nil {
+	if lic, _ := c.get(tokenHash("a.b.d"), now); lic != nil {
 		t.Error("another token's hash hit")
 	}
 	var nilCache *tokenCache
-	nilCache.put(h, &verified{}, now)
-	if nilCache.get(h, now) != nil {
+	nilCache.put(h, &policy.License{}, "", now, now)
+	if lic, _ := nilCache.get(h, now); lic != nil {
 		t.Error("nil cache returned an entry")
 	}
+}
+
+// someLicense is a cached license for tests of the cache alone.
+var someLicense = &policy.License{}
+
+// cached returns the license c holds for h at now, or nil.
+func cached(c *tokenCache, h [32]byte, now time.Time) *policy.License {
+	lic, _ := c.get(h, now)
+	return lic
 }
 
 // shardHash returns a hash of shard 0 numbered i.
@@ -89,16 +101,16 @@ func TestTokenCacheDropsDueEntriesFirst(t *testing.T) {
 		if i%2 == 1 {
 			exp = now.Add(time.Minute) // due after a minute
 		}
-		c.put(shardHash(i), &verified{expires: exp}, now)
+		c.put(shardHash(i), someLicense, "", exp, now)
 	}
 	later := now.Add(2 * time.Minute)
-	c.put(shardHash(10), &verified{expires: later.Add(time.Hour)}, later)
+	c.put(shardHash(10), someLicense, "", later.Add(time.Hour), later)
 	for _, i := range fresh {
-		if c.get(shardHash(i), later) == nil {
+		if cached(c, shardHash(i), later) == nil {
 			t.Errorf("fresh entry %d evicted while due entries were there", i)
 		}
 	}
-	if c.get(shardHash(10), later) == nil {
+	if cached(c, shardHash(10), later) == nil {
 		t.Error("the new entry is missing")
 	}
 	if n := c.len(); n != 3 {
@@ -115,19 +127,19 @@ func TestTokenCacheEvictsFairly(t *testing.T) {
 	evicted := make([]int, size)
 	c := newTokenCache(size * cacheShards)
 	for i := range size {
-		c.put(shardHash(i), &verified{expires: now.Add(time.Hour)}, now)
+		c.put(shardHash(i), someLicense, "", now.Add(time.Hour), now)
 	}
 	s := &c.shards[0]
 	for r := range rounds {
 		extra := shardHash(1000 + r)
-		c.put(extra, &verified{expires: now.Add(time.Hour)}, now) // one original goes
+		c.put(extra, someLicense, "", now.Add(time.Hour), now) // one original goes
 		s.mu.Lock()
 		s.remove(int(s.index[extra]))
 		s.mu.Unlock()
 		for i := range size {
-			if c.get(shardHash(i), now) == nil {
+			if cached(c, shardHash(i), now) == nil {
 				evicted[i]++
-				c.put(shardHash(i), &verified{expires: now.Add(time.Hour)}, now) // back in
+				c.put(shardHash(i), someLicense, "", now.Add(time.Hour), now) // back in
 			}
 		}
 	}
@@ -177,7 +189,7 @@ func TestConcurrentMissesVerifyOnce(t *testing.T) {
 	const n = 16
 	var wg sync.WaitGroup
 	var started atomic.Int64
-	results := make([]*verified, n)
+	results := make([]*policy.License, n)
 	for i := range n {
 		wg.Add(1)
 		go func() {
@@ -187,7 +199,7 @@ func TestConcurrentMissesVerifyOnce(t *testing.T) {
 			if rej != nil {
 				t.Error(rej)
 			}
-			results[i] = e
+			results[i] = e.lic
 		}()
 	}
 	<-src.entered
@@ -202,7 +214,73 @@ func TestConcurrentMissesVerifyOnce(t *testing.T) {
 	}
 	for _, e := range results {
 		if e != results[0] {
-			t.Fatal("the waiters got different entries")
+			t.Fatal("the waiters got different licenses")
 		}
+	}
+}
+
+func TestTokenCacheWithRoomDropsDueEntriesOncePerInterval(t *testing.T) {
+	t.Parallel()
+	c := newTokenCache(100 * cacheShards)
+	now := time.Unix(1_800_000_000, 0)
+	for i := range 64 {
+		c.put(shardHash(i), someLicense, "", now.Add(30*time.Second), now)
+	}
+	c.put(shardHash(100), someLicense, "", now.Add(time.Hour), now.Add(45*time.Second))
+	if n := c.len(); n != 65 {
+		t.Errorf("%d entries, want 65: no sweep within a minute of the last", n)
+	}
+	c.put(shardHash(101), someLicense, "", now.Add(time.Hour), now.Add(61*time.Second))
+	if n := c.len(); n != 2 {
+		t.Errorf("%d entries, want 2: the due entries dropped a minute after the last sweep", n)
+	}
+	s := &c.shards[0]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if cap(s.entries) > 8 || len(s.index) != 2 {
+		t.Errorf("a shard that emptied keeps room for %d entries (index %d), want its memory back", cap(s.entries), len(s.index))
+	}
+	for _, i := range []int{100, 101} {
+		if lic, _ := c.get(shardHash(i), now.Add(61*time.Second)); lic == nil {
+			t.Errorf("entry %d lost when the shard shrank", i)
+		}
+	}
+}
+
+// TestCachedTokenFillsClaimPlaceholders: the cache keeps no token, yet a
+// request whose token comes from the cache still fills the placeholders
+// of claims the license did not keep (from its own token), whether it is
+// allowed or rejected after verification.
+func TestCachedTokenFillsClaimPlaceholders(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	k := newKey(t, "k", "ES256")
+	g, _ := provisioned(t, fileGate(t, k), clk)
+	rg := fileGate(t, k)
+	rg.RequireItem = "axesWord"
+	rejecting, _ := provisioned(t, rg, clk)
+	tok := k.sign(t, claimsAt(clk, "sub", "bob", "org", "acme"), nil)
+	for _, tc := range []struct {
+		name   string
+		g      *Gate
+		passed bool
+	}{
+		{"an allowed request", g, true},
+		{"a request rejected after verification", rejecting, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for i, what := range []string{"verified", "from the cache"} {
+				out := serve(t, tc.g, bearer(tok))
+				if out.passed != tc.passed {
+					t.Fatalf("%s: passed %v, want %v", what, out.passed, tc.passed)
+				}
+				if got := out.repl.ReplaceAll("{http.license.claim.org}", "?"); got != "acme" {
+					t.Errorf("%s: claim placeholder %q, want acme", what, got)
+				}
+				if n := tc.g.verifier.cache.len(); n != 1 {
+					t.Fatalf("request %d: %d cached tokens, want 1", i, n)
+				}
+			}
+		})
 	}
 }

@@ -330,6 +330,7 @@ func (g *Gate) provisionVerifier() error {
 		names:    names,
 		cache:    newTokenCache(cmpOr(g.CacheSize, DefaultCacheSize)),
 		flights:  new(singleflight.Group),
+		strings:  new(stringPool),
 		cacheTTL: defaultCacheTTL,
 		leeway:   g.rules.Leeway,
 		keep:     append(make([]string, 0, len(g.rules.MatchClaims)), g.rules.MatchClaims...),

@@ -40,10 +40,10 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	tok, why := tokenFrom(g.tokenFrom, r)
 	r = g.withoutToken(r)
 	if tok == "" {
-		return g.deny(w, r, next, repl, nil, policy.Rejectf(policy.CodeNotAuthorized, "%s", why), now)
+		return g.deny(w, r, next, repl, verified{}, policy.Rejectf(policy.CodeNotAuthorized, "%s", why), now)
 	}
 	if len(tok) > g.maxTokenSize {
-		return g.deny(w, r, next, repl, nil, policy.Rejectf(policy.CodeNotAuthorized,
+		return g.deny(w, r, next, repl, verified{}, policy.Rejectf(policy.CodeNotAuthorized,
 			"token of %d bytes exceeds max_token_size %d", len(tok), g.maxTokenSize), now)
 	}
 	ent, rej := g.verifier.verify(r.Context(), tok, now)
@@ -233,23 +233,16 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 // deny logs and answers a reject, or, in shadow mode, logs it and passes
 // the request on.
 func (g *Gate) deny(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, repl *caddy.Replacer,
-	ent *verified, rej *policy.Reject, now time.Time) error {
+	ent verified, rej *policy.Reject, now time.Time) error {
 	status := g.statusFor(rej)
-	var lic *policy.License
-	kid := ""
-	if ent != nil {
-		lic, kid = ent.lic, ent.kid
-	}
+	lic, kid := ent.lic, ent.kid
 	result := "rejected"
 	if g.Shadow {
 		result = "shadow"
 	}
 	requestsTotal.WithLabelValues(result, string(rej.Code)).Inc()
 	g.report(r, rej, status, lic, kid)
-	info := &licenseInfo{lic: lic, errorCode: string(rej.Code)}
-	if ent != nil {
-		info.token = ent.token
-	}
+	info := &licenseInfo{lic: lic, token: ent.token, errorCode: string(rej.Code)}
 	g.setPlaceholders(repl, info)
 	if g.Shadow {
 		return next.ServeHTTP(w, r)

@@ -49,16 +49,18 @@ type verifier struct {
 	keep     []string // claims the licenses keep (match_claim); never nil
 	cache    *tokenCache
 	flights  *singleflight.Group // one verification per token hash at a time
+	strings  *stringPool         // one copy of the issuers, kids and items of cached licenses
 	cacheTTL time.Duration
 	leeway   time.Duration
 }
 
-// verified is a cache entry: the decoded license and what the log needs.
+// verified is what a request's verification gives: the decoded license
+// (nil unless the signature held) and what the log and the placeholders
+// need.
 type verified struct {
-	lic     *policy.License
-	kid     string
-	token   string    // for placeholders of claims the license did not keep
-	expires time.Time // when the entry must be verified again
+	lic   *policy.License
+	kid   string
+	token string // the request's token when lic is set, for placeholders of claims lic did not keep
 }
 
 // tokenHash keys the verified-token cache. The token is copied into a
@@ -73,35 +75,41 @@ func tokenHash(tok string) [32]byte {
 // verify returns the token's license, from the cache when the same token
 // was verified before (expiry is checked by the caller on every request).
 // Concurrent misses of one token share one verification. On failure the
-// returned entry (possibly nil) carries the kid for the log.
-func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (*verified, *policy.Reject) {
+// result carries the kid for the log, and the license when the signature
+// held.
+func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (verified, *policy.Reject) {
 	h := tokenHash(tok)
-	if e := v.cache.get(h, now); e != nil {
+	if lic, kid := v.cache.get(h, now); lic != nil {
 		cacheHits.Inc()
-		return e, nil
+		return verified{lic: lic, kid: kid, token: tok}, nil
 	}
 	// The shared verification may wait for a key set's first load on
 	// behalf of every request that waits for it: one client hanging up
 	// must not cut the others' wait short (jwks_timeout bounds it).
 	ctx = context.WithoutCancel(ctx)
 	res, _, _ := v.flights.Do(string(h[:]), func() (any, error) {
-		e, rej := v.verifyNow(ctx, tok, h, now)
-		return verifyResult{e, rej}, nil
+		return v.verifyNow(ctx, tok, h, now), nil
 	})
-	r := res.(verifyResult)
-	return r.e, r.rej
+	r := res.(*verifyResult)
+	e := verified{lic: r.lic, kid: r.kid}
+	if e.lic != nil {
+		e.token = tok
+	}
+	return e, r.rej
 }
 
-// verifyResult is what one shared verification gives every waiter.
+// verifyResult is what one shared verification gives every waiter: the
+// license when the signature held, the kid, and the reject on failure.
 type verifyResult struct {
-	e   *verified
+	lic *policy.License
+	kid string
 	rej *policy.Reject
 }
 
 // verifyNow verifies the token and caches it when it passes.
-func (v *verifier) verifyNow(ctx context.Context, tok string, h [32]byte, now time.Time) (*verified, *policy.Reject) {
+func (v *verifier) verifyNow(ctx context.Context, tok string, h [32]byte, now time.Time) *verifyResult {
 	if rej := checkCompact(tok); rej != nil {
-		return &verified{}, rej
+		return &verifyResult{rej: rej}
 	}
 	var kid string
 	claims := jwt.MapClaims{}
@@ -111,7 +119,9 @@ func (v *verifier) verifyNow(ctx context.Context, tok string, h [32]byte, now ti
 		kid, key, err = v.keyfunc(ctx, t)
 		return key, err
 	})
-	failed := &verified{kid: kid}
+	fail := func(lic *policy.License, rej *policy.Reject) *verifyResult {
+		return &verifyResult{lic: lic, kid: kid, rej: rej}
+	}
 	if err != nil {
 		// The signature held but a claim failed (the issuer was checked
 		// before the signature: the keys are chosen by it). A claim of
@@ -123,32 +133,44 @@ func (v *verifier) verifyNow(ctx context.Context, tok string, h [32]byte, now ti
 			if derr != nil {
 				var rej *policy.Reject
 				if errors.As(derr, &rej) {
-					return failed, rej
+					return fail(nil, rej)
 				}
 			}
 			// The signature held: the log may name the license.
-			failed.lic, failed.token = lic, tok
+			return fail(lic, rejectForParse(err))
 		}
-		return failed, rejectForParse(err)
+		return fail(nil, rejectForParse(err))
 	}
 	lic, err := policy.DecodeKeeping(claims, &v.names, v.keep)
 	if err != nil {
 		var rej *policy.Reject
 		if errors.As(err, &rej) {
-			return failed, rej
+			return fail(nil, rej)
 		}
-		return failed, policy.Rejectf(policy.CodeNotAuthorized, "claims: %v", err)
+		return fail(nil, policy.Rejectf(policy.CodeNotAuthorized, "claims: %v", err))
 	}
 	if !v.bindings.accepts(lic.Issuer) {
 		// keyfunc chose the keys by this issuer; this is a second look.
-		return failed, policy.Rejectf(policy.CodeNotAuthorized, "issuer %.100q is not accepted", lic.Issuer)
+		return fail(nil, policy.Rejectf(policy.CodeNotAuthorized, "issuer %.100q is not accepted", lic.Issuer))
 	}
-	e := &verified{lic: lic, kid: kid, token: tok, expires: now.Add(v.cacheTTL)}
-	if exp := lic.Expires.Add(v.leeway); exp.Before(e.expires) {
-		e.expires = exp
+	v.share(lic)
+	kid = v.strings.intern(kid)
+	expires := now.Add(v.cacheTTL)
+	if exp := lic.Expires.Add(v.leeway); exp.Before(expires) {
+		expires = exp
 	}
-	v.cache.put(h, e, now)
-	return e, nil
+	v.cache.put(h, lic, kid, expires, now)
+	return &verifyResult{lic: lic, kid: kid}
+}
+
+// share replaces the strings a new license has in common with other
+// licenses by the verifier's one copy, before the license is cached and
+// shared (a License is immutable from then on).
+func (v *verifier) share(lic *policy.License) {
+	lic.Issuer = v.strings.intern(lic.Issuer)
+	for i, item := range lic.Items {
+		lic.Items[i] = v.strings.intern(item)
+	}
 }
 
 // keyfunc checks the header and finds the keys that may have signed the

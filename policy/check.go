@@ -117,7 +117,7 @@ func (l *License) Licensed(item string) bool {
 			return true
 		}
 	}
-	for _, name := range l.trueClaims {
+	for _, name := range l.trueClaims() {
 		if name == item {
 			return true
 		}

@@ -15,6 +15,11 @@ const MaxCredits = 1<<53 - 1
 // License is a verified token's claims, decoded once (when the token is
 // first verified) into the shapes the checks need. A License is immutable
 // after Decode and is shared by every request that presents the token.
+//
+// A gate keeps one License per cached token, so its size counts: the
+// fields are laid out to fill 320 bytes (a size class of Go's allocator)
+// without padding, and the kept claims, which most licenses lack, sit
+// behind one pointer.
 type License struct {
 	Subject   string // sub
 	ID        string // jti
@@ -30,7 +35,9 @@ type License struct {
 	// HasCredits tells whether the token carries a credits claim; Credits
 	// is then its budget (0 ≤ Credits ≤ MaxCredits).
 	HasCredits bool
-	Credits    int64
+	// HasHardware tells whether the token is locked to Hardware.
+	HasHardware bool
+	Credits     int64
 	// CountKey is the value of the credits_key claim (jti by default); it
 	// keys the token's counters and its revocation. Empty when absent.
 	CountKey string
@@ -41,17 +48,22 @@ type License struct {
 	// Versions are the allowed client version patterns; nil when no ver
 	// claim is present.
 	Versions []VersionPattern
-	// HasHardware tells whether the token is locked to Hardware.
-	HasHardware bool
-	Hardware    string
+	// Hardware is the hardware id the token is locked to (HasHardware).
+	Hardware string
 	// IPs are the allowed client networks; nil when no ip claim is present.
 	IPs []netip.Prefix
 	// Seats is the most distinct hardware ids at once; 0 when absent.
 	Seats int64
 
-	// kept are the claims named by ClaimNames.Keep (or every scalar claim),
-	// as decoded from JSON, for match_claim and placeholders; trueClaims
-	// the names of claims whose value is true, for "<item>": true.
+	// claims are the claims the license keeps; nil when none.
+	claims *keptClaims
+}
+
+// keptClaims are the claims a License keeps: those named by
+// DecodeKeeping's keep (or every scalar claim), as decoded from JSON, for
+// match_claim and placeholders; and the names of the claims whose value is
+// true, for "<item>": true.
+type keptClaims struct {
 	kept       []keptClaim
 	trueClaims []string
 }
@@ -65,12 +77,24 @@ type keptClaim struct {
 // Claim returns a kept claim's value (strings, json.Number or float64
 // numbers, booleans) and whether the license kept it.
 func (l *License) Claim(name string) (any, bool) {
-	for i := range l.kept {
-		if l.kept[i].name == name {
-			return l.kept[i].value, true
+	if l.claims == nil {
+		return nil, false
+	}
+	kept := l.claims.kept
+	for i := range kept {
+		if kept[i].name == name {
+			return kept[i].value, true
 		}
 	}
 	return nil, false
+}
+
+// trueClaims are the names of the license's claims whose value is true.
+func (l *License) trueClaims() []string {
+	if l.claims == nil {
+		return nil
+	}
+	return l.claims.trueClaims
 }
 
 // Decode reads a verified token's claims into a License. A claim of the
@@ -195,25 +219,29 @@ func DecodeKeeping(raw map[string]any, names *ClaimNames, keep []string) (*Licen
 // named in keep (every scalar claim when keep is nil), and the names of the
 // claims that are true.
 func keepClaims(l *License, raw map[string]any, keep []string) {
+	var c keptClaims
 	for name, v := range raw {
 		if b, ok := v.(bool); ok && b {
-			l.trueClaims = append(l.trueClaims, name)
+			c.trueClaims = append(c.trueClaims, name)
 		}
 	}
 	if keep == nil {
 		for name, v := range raw {
 			if _, ok := ClaimString(v); ok {
-				l.kept = append(l.kept, keptClaim{name, v})
+				c.kept = append(c.kept, keptClaim{name, v})
 			}
 		}
-		return
+	} else {
+		for _, name := range keep {
+			if v, ok := raw[name]; ok {
+				if _, scalar := ClaimString(v); scalar {
+					c.kept = append(c.kept, keptClaim{name, v})
+				}
+			}
+		}
 	}
-	for _, name := range keep {
-		if v, ok := raw[name]; ok {
-			if _, scalar := ClaimString(v); scalar {
-				l.kept = append(l.kept, keptClaim{name, v})
-			}
-		}
+	if c.kept != nil || c.trueClaims != nil {
+		l.claims = &c
 	}
 }
 

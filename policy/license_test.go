@@ -513,3 +513,12 @@ func TestDecodeKeepsOnlyNamedClaims(t *testing.T) {
 		t.Error("true claims are not what licenses an item")
 	}
 }
+
+// TestLicenseFitsItsSizeClass guards the memory a gate spends per cached
+// token: a License fills Go's 320-byte size class; one field more (or a
+// bool moved between wider fields) would take it to the 352-byte class.
+func TestLicenseFitsItsSizeClass(t *testing.T) {
+	if size := reflect.TypeFor[policy.License]().Size(); size > 320 {
+		t.Errorf("a License takes %d bytes, want at most 320", size)
+	}
+}
