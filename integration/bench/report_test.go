@@ -226,6 +226,9 @@ func TestMemoryPerLicenseNeedsAPoolTheCacheHolds(t *testing.T) {
 	p := newPlan(&o, 20000)
 	for _, in := range p.insts {
 		in.maxPool = 100000
+		if in.cacheSize == 0 {
+			in.cacheSize = 20000 // smaller than the 100k pool, whatever the gate's default
+		}
 	}
 	mem := func(heap int64) memory { return memory{heap: heap, rss: 2 * heap} }
 	stages := []memStage{
