@@ -298,11 +298,13 @@ func (g *Gate) report(r *http.Request, rej *policy.Reject, status int, lic *poli
 }
 
 // licenseInfo backs the {http.license.*} placeholders of one request.
+// The replacer holds a copy of it (the request's one allocation for
+// placeholders).
 type licenseInfo struct {
 	lic        *policy.License
-	token      string         // the verified token, for claims lic did not keep
-	claims     map[string]any // decoded from token on first need
-	allowed    bool           // the gate passed the request: only then is sub the user
+	token      string          // the verified token, for claims lic did not keep
+	repl       *caddy.Replacer // the request's replacer, where claims lic did not keep are put once decoded
+	allowed    bool            // the gate passed the request: only then is sub the user
 	hasCredits bool
 	remaining  int64
 	limit      int64
@@ -319,11 +321,13 @@ func (g *Gate) setPlaceholders(repl *caddy.Replacer, info *licenseInfo) {
 	if repl == nil {
 		return
 	}
-	repl.Map(info.replace)
+	p := *info
+	p.repl = repl
+	repl.Map(p.replace)
 }
 
 // replace resolves one placeholder.
-func (p *licenseInfo) replace(key string) (any, bool) {
+func (p licenseInfo) replace(key string) (any, bool) {
 	if !strings.HasPrefix(key, "http.") {
 		return nil, false
 	}
@@ -379,15 +383,29 @@ func (p *licenseInfo) replace(key string) (any, bool) {
 	if name, ok := strings.CutPrefix(key, claimPlaceholderPrefix); ok {
 		v, kept := l.Claim(name)
 		if !kept {
-			if p.claims == nil {
-				p.claims = payloadClaims(p.token)
-			}
-			v = p.claims[name]
+			return p.unkeptClaim(name), true
 		}
 		s, _ := policy.ClaimString(v)
 		return s, true
 	}
 	return nil, false
+}
+
+// unkeptClaim reads a claim the license did not keep from the request's
+// token. The token is decoded once: its claims (and name, when absent)
+// become static values of the replacer, which Caddy looks up before this
+// provider.
+func (p *licenseInfo) unkeptClaim(name string) string {
+	claims := payloadClaims(p.token)
+	for n, v := range claims {
+		s, _ := policy.ClaimString(v)
+		p.repl.Set(claimPlaceholderPrefix+n, s)
+	}
+	if _, ok := claims[name]; !ok {
+		p.repl.Set(claimPlaceholderPrefix+name, "")
+	}
+	s, _ := policy.ClaimString(claims[name])
+	return s
 }
 
 // payloadClaims decodes the claims of a token that has been verified, for
