@@ -17,31 +17,70 @@ const TagLen = 32
 // license lands in one Cluster slot, and two issuers' licenses of the same
 // counting key never share a key.
 func Tag(k policy.LicenseKey) string {
-	h := sha256.New()
-	h.Write([]byte(k.Issuer))
-	h.Write([]byte{0})
-	h.Write([]byte(k.Key))
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:TagLen/2])
+	var tag [TagLen]byte
+	tagOf(&tag, k)
+	return string(tag[:])
+}
+
+// tagOf writes Tag(k) into tag without allocating (for the usual
+// issuers and keys, which fit the buffer on the stack).
+func tagOf(tag *[TagLen]byte, k policy.LicenseKey) {
+	var buf [256]byte
+	in := append(append(append(buf[:0], k.Issuer...), 0), k.Key...)
+	sum := sha256.Sum256(in)
+	hex.Encode(tag[:], sum[:TagLen/2])
 }
 
 // base is the start of every Redis key of license k:
 // <prefix>{<tag>}: (a suffix such as "used" follows).
 func (s *Store) base(k policy.LicenseKey) string {
 	var b strings.Builder
-	b.Grow(len(s.prefix) + TagLen + 3)
-	b.WriteString(s.prefix)
-	b.WriteByte('{')
-	b.WriteString(Tag(k))
-	b.WriteString("}:")
+	s.writeBase(&b, k, 0)
 	return b.String()
 }
 
-// keys returns license k's used, seats, revoked, seats_ttl, limit and req
-// keys, in the order the scripts take them.
+// writeBase writes base(k) into b, growing it for extra bytes more.
+func (s *Store) writeBase(b *strings.Builder, k policy.LicenseKey, extra int) {
+	var tag [TagLen]byte
+	tagOf(&tag, k)
+	b.Grow(len(s.prefix) + TagLen + 3 + extra)
+	b.WriteString(s.prefix)
+	b.WriteByte('{')
+	b.Write(tag[:])
+	b.WriteString("}:")
+}
+
+// keySuffixes end license keys: used, seats, revoked, seats_ttl, limit
+// and req, in the order the scripts take them.
+var keySuffixes = [...]string{"used", "seats", "revoked", "seats_ttl", "limit", "req"}
+
+// keys returns license k's keys (see keySuffixes). They are cut from one
+// string, so a charge allocates two objects for its keys rather than one
+// per key.
 func (s *Store) keys(k policy.LicenseKey) []string {
-	base := s.base(k)
-	return []string{base + "used", base + "seats", base + "revoked", base + "seats_ttl", base + "limit", base + "req"}
+	baseLen := len(s.prefix) + TagLen + 3
+	extra := 0
+	for _, suffix := range keySuffixes {
+		extra += baseLen + len(suffix)
+	}
+	var b strings.Builder
+	s.writeBase(&b, k, extra-baseLen)
+	base := b.String()
+	for i, suffix := range keySuffixes {
+		if i > 0 {
+			b.WriteString(base)
+		}
+		b.WriteString(suffix)
+	}
+	all := b.String()
+	out := make([]string, len(keySuffixes))
+	at := 0
+	for i, suffix := range keySuffixes {
+		n := baseLen + len(suffix)
+		out[i] = all[at : at+n]
+		at += n
+	}
+	return out
 }
 
 // validPrefix reports whether p may start keys: a brace in it would

@@ -400,12 +400,15 @@ func isScriptReply(err error) bool {
 }
 
 // evalArgs lays out EVAL/EVALSHA as go-redis does, so that a Cluster
-// client finds the first key (and so the slot) at position 3.
+// client finds the first key (and so the slot) at position 3. The keys go
+// in as pointers into keys, which go-redis reads as their strings (for
+// the wire and for the slot) and which, unlike a string in an interface,
+// cost no allocation each.
 func evalArgs(name, script string, keys []string, args []any) []any {
 	a := make([]any, 0, 3+len(keys)+len(args))
 	a = append(a, name, script, len(keys))
-	for _, k := range keys {
-		a = append(a, k)
+	for i := range keys {
+		a = append(a, &keys[i])
 	}
 	return append(a, args...)
 }
