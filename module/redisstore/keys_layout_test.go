@@ -1,0 +1,47 @@
+package redisstore
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+func TestKeysAreTheBaseAndTheirSuffix(t *testing.T) {
+	s := &Store{prefix: "lg:"}
+	for _, k := range []policy.LicenseKey{
+		{Key: "jti-1"},
+		{Issuer: "https://iss.example", Key: "lic-7"},
+		{Issuer: strings.Repeat("i", 300), Key: strings.Repeat("k", 300)}, // longer than the stack buffer
+	} {
+		h := sha256.Sum256([]byte(k.Issuer + "\x00" + k.Key))
+		if got, want := Tag(k), hex.EncodeToString(h[:TagLen/2]); got != want {
+			t.Errorf("Tag = %s, want %s", got, want)
+		}
+		keys := s.keys(k)
+		if len(keys) != len(keySuffixes) {
+			t.Fatalf("%d keys, want %d", len(keys), len(keySuffixes))
+		}
+		for i, suffix := range keySuffixes {
+			if want := "lg:{" + Tag(k) + "}:" + suffix; keys[i] != want {
+				t.Errorf("key %d = %q, want %q", i, keys[i], want)
+			}
+		}
+		args := evalArgs("evalsha", "hash", keys, []any{int64(1)})
+		for i := range keys {
+			if p, ok := args[3+i].(*string); !ok || *p != keys[i] {
+				t.Errorf("argument %d is %#v, want a *string to %q", 3+i, args[3+i], keys[i])
+			}
+		}
+	}
+}
+
+func TestKeysOfAChargeTakeTwoAllocations(t *testing.T) {
+	s := &Store{prefix: DefaultPrefix}
+	k := policy.LicenseKey{Issuer: "https://iss.example", Key: "lic-7"}
+	if n := testing.AllocsPerRun(100, func() { _ = s.keys(k) }); n > 2 {
+		t.Errorf("keys allocates %v times, want 2 (the string and the slice)", n)
+	}
+}
