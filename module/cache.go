@@ -1,6 +1,7 @@
 package module
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -36,8 +37,12 @@ type tokenCache struct {
 }
 
 type cacheShard struct {
-	mu      sync.RWMutex
-	index   map[[32]byte]int32 // hash → position in entries
+	mu sync.RWMutex
+	// index maps 8 bytes of a token's hash to its position in entries,
+	// where the whole hash is compared: a third of the map's memory of a
+	// whole-hash key. Two tokens sharing those 8 bytes (never seen in
+	// practice) take turns in one slot, each put evicting the other.
+	index   map[uint64]int32
 	entries []cacheEntry
 	// soonest is no later than the earliest expiry in entries: before
 	// it, a sweep for due entries would find none.
@@ -58,12 +63,16 @@ type cacheEntry struct {
 func newTokenCache(size int) *tokenCache {
 	c := &tokenCache{perShard: max(size/cacheShards, 1)}
 	for i := range c.shards {
-		c.shards[i].index = make(map[[32]byte]int32)
+		c.shards[i].index = make(map[uint64]int32)
 	}
 	return c
 }
 
 func (c *tokenCache) shard(h [32]byte) *cacheShard { return &c.shards[h[0]%cacheShards] }
+
+// indexKey is the part of a hash the shard's index is keyed by (not the
+// byte that picks the shard).
+func indexKey(h *[32]byte) uint64 { return binary.LittleEndian.Uint64(h[1:9]) }
 
 // get returns the license and kid of a token when present and not due
 // for re-verification; a nil license otherwise.
@@ -73,8 +82,8 @@ func (c *tokenCache) get(h [32]byte, now time.Time) (*policy.License, string) {
 	}
 	s := c.shard(h)
 	s.mu.RLock()
-	i, ok := s.index[h]
-	if !ok {
+	i, ok := s.index[indexKey(&h)]
+	if !ok || s.entries[i].h != h {
 		s.mu.RUnlock()
 		return nil, ""
 	}
@@ -97,8 +106,8 @@ func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, expires, n
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if i, ok := s.index[h]; ok {
-		s.entries[i].lic, s.entries[i].kid, s.entries[i].expires = lic, kid, exp
+	if i, ok := s.index[indexKey(&h)]; ok {
+		s.entries[i] = cacheEntry{h: h, lic: lic, kid: kid, expires: exp}
 		s.soonest = min(s.soonest, exp)
 		return
 	}
@@ -111,7 +120,7 @@ func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, expires, n
 	if len(s.entries) == 0 || exp < s.soonest {
 		s.soonest = exp
 	}
-	s.index[h] = int32(len(s.entries))
+	s.index[indexKey(&h)] = int32(len(s.entries))
 	s.entries = append(s.entries, cacheEntry{h: h, lic: lic, kid: kid, expires: exp})
 }
 
@@ -136,9 +145,9 @@ func (s *cacheShard) sweep(now int64) {
 		// Most of the shard was due: give its memory back. A Go map does
 		// not shrink when emptied, so the index is built anew.
 		s.entries = append(make([]cacheEntry, 0, 2*len(s.entries)), s.entries...)
-		s.index = make(map[[32]byte]int32, len(s.entries))
+		s.index = make(map[uint64]int32, len(s.entries))
 		for i := range s.entries {
-			s.index[s.entries[i].h] = int32(i)
+			s.index[indexKey(&s.entries[i].h)] = int32(i)
 		}
 	}
 }
@@ -156,11 +165,11 @@ func (s *cacheShard) evictOne() {
 // remove deletes entries[i], moving the last entry into its place; s.mu
 // is held.
 func (s *cacheShard) remove(i int) {
-	delete(s.index, s.entries[i].h)
+	delete(s.index, indexKey(&s.entries[i].h))
 	last := len(s.entries) - 1
 	if i != last {
 		s.entries[i] = s.entries[last]
-		s.index[s.entries[i].h] = int32(i)
+		s.index[indexKey(&s.entries[i].h)] = int32(i)
 	}
 	s.entries[last] = cacheEntry{}
 	s.entries = s.entries[:last]

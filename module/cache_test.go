@@ -134,7 +134,7 @@ func TestTokenCacheEvictsFairly(t *testing.T) {
 		extra := shardHash(1000 + r)
 		c.put(extra, someLicense, "", now.Add(time.Hour), now) // one original goes
 		s.mu.Lock()
-		s.remove(int(s.index[extra]))
+		s.remove(int(s.index[indexKey(&extra)]))
 		s.mu.Unlock()
 		for i := range size {
 			if cached(c, shardHash(i), now) == nil {
@@ -285,5 +285,25 @@ func TestCachedTokenFillsClaimPlaceholders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTokenCacheTellsTokensApartBeyondTheIndexKey: two hashes that share
+// the bytes the index is keyed by are still two tokens: neither is taken
+// for the other, and the later one takes the slot.
+func TestTokenCacheTellsTokensApartBeyondTheIndexKey(t *testing.T) {
+	t.Parallel()
+	c := newTokenCache(100)
+	now := time.Unix(1_800_000_000, 0)
+	a, b := shardHash(7), shardHash(7)
+	b[31] = 1
+	la, lb := &policy.License{Subject: "a"}, &policy.License{Subject: "b"}
+	c.put(a, la, "", now.Add(time.Hour), now)
+	if cached(c, b, now) != nil {
+		t.Fatal("a hash sharing the index key hit another token's entry")
+	}
+	c.put(b, lb, "", now.Add(time.Hour), now)
+	if cached(c, b, now) != lb || cached(c, a, now) != nil || c.len() != 1 {
+		t.Errorf("after the second put: a %v, b %v, %d entries; want b alone", cached(c, a, now), cached(c, b, now), c.len())
 	}
 }

@@ -104,8 +104,8 @@ type Gate struct {
 	TokenFrom *ValueSource `json:"token_from,omitempty"`
 	// CacheSize bounds the verified-token cache. Default 131072: 100,000
 	// live tokens with the room their uneven spread over the cache's 32
-	// shards needs (4096 per shard); at about 520 bytes per cached
-	// license, some 70 MB when full.
+	// shards needs (4096 per shard); at about 480 bytes per cached
+	// license, some 60 to 80 MB when full.
 	CacheSize int `json:"cache_size,omitempty"`
 
 	// RequireItem is the licensed item this route needs.
