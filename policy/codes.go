@@ -94,6 +94,9 @@ func (c Code) Message() string {
 	case CodeServiceUnavailable:
 		return "License checks are temporarily unavailable"
 	}
+	if m, ok := leaseMessage(c); ok {
+		return m
+	}
 	return "The request was rejected"
 }
 

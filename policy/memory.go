@@ -36,6 +36,7 @@ type memoryEntry struct {
 	// reqOrder the same ids in the order they came, to forget them.
 	reqs     map[string]requestRecord
 	reqOrder []requestAt
+	leases   *leaseBook // the license's leases (lease_memory.go), nil when none
 }
 
 // requestRecord is what a charged (or undone) request id left: when, and
@@ -304,7 +305,7 @@ func (m *Memory) Sweep(now time.Time) int {
 		for k := range s.entries {
 			e := s.entry(k, now, false)
 			e.forgetRequests(now)
-			if e.used == 0 && e.revokedUntil.IsZero() && e.seats == nil && e.reqs == nil {
+			if e.used == 0 && e.revokedUntil.IsZero() && e.seats == nil && e.reqs == nil && e.leases.empty(now) {
 				delete(s.entries, k)
 			}
 		}
