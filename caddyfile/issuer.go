@@ -71,6 +71,8 @@ func parseIssuerOption(d *caddyfile.Dispenser, h *issuer.Handler, opt string) er
 		return positiveDuration(d, &h.DefaultValidity)
 	case "max_body_size":
 		return sizeArg(d, &h.MaxBodySize)
+	case "lease_ttl":
+		return positiveDuration(d, &h.LeaseTTL)
 	case "api_key":
 		k, err := parseAPIKey(d)
 		if err != nil {

@@ -65,7 +65,11 @@ type Handler struct {
 	// Store is the counter store of leases, shared with the gates; nil is
 	// the in-memory store.
 	Store *module.StoreConfig `json:"store,omitempty"`
+	// LeaseTTL is the longest /authz/ lease (a client's consumeDuration
+	// may ask for less; the license's end caps it too). Default 1h.
+	LeaseTTL caddy.Duration `json:"lease_ttl,omitempty"`
 
+	authz     *authz // the /authz/ endpoint (authz.go)
 	logger    *zap.Logger
 	issuer    string // Issuer after placeholders
 	basePath  string // the issuer URL's path without a trailing slash
@@ -180,6 +184,9 @@ func (h *Handler) provision() error {
 	if h.discovery, err = discoveryDocument(h.issuer, h.signer.algorithms()); err != nil {
 		return err
 	}
+	if err := h.provisionAuthz(); err != nil {
+		return err
+	}
 	h.routes = h.routeTable()
 	return nil
 }
@@ -202,6 +209,7 @@ func parseIssuer(s string) (string, string, error) {
 // Interface guards.
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )
 

@@ -52,6 +52,7 @@ func (h *Handler) routeTable() []route {
 		{path: PathAxes4, methods: []string{http.MethodPost}, serve: h.issueHandler(EndpointAxes4, decodeAxes4, axes4Response)},
 		{path: PathData8, methods: []string{http.MethodPost}, serve: h.issueHandler(EndpointData8, decodeData8, data8Response)},
 		{path: PathNative, methods: []string{http.MethodPost}, serve: h.issueHandler(EndpointNative, decodeNative, nativeResponse)},
+		{path: PathAuthz, prefix: true, methods: []string{http.MethodGet}, serve: h.serveAuthz},
 	}
 }
 
