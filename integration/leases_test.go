@@ -418,3 +418,70 @@ func TestLeaseStoreDownIsServiceUnavailable(t *testing.T) {
 		return resp.StatusCode == 200 && body == "true"
 	})
 }
+
+func TestAdminListsAndReleasesLeases(t *testing.T) {
+	s := startLeaseSite(t, "")
+	lic := s.license(t, map[string]any{"sub": "u", "items": []string{"word", "slide"}, "seats": 2})
+	_, aToken := s.authz(t, ".jwt?word&hw=dev-a", lic)
+	a := payload(t, aToken)
+	b := s.lease(t, "slide&hw=dev-b", lic)
+	key := payload(t, lic)["jti"].(string)
+	admin := func(method, path string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.c.AdminURL+"/license-gate/licenses/"+path, nil)
+		return Do(t, req)
+	}
+	q := "?iss=" + s.iss
+
+	resp, body := admin(http.MethodGet, key+"/leases"+q)
+	var list struct {
+		Iss, Key string
+		Leases   []struct {
+			LeaseID string `json:"lease_id"`
+			Item    string
+			Hw      string
+			Until   int64
+		}
+	}
+	if resp.StatusCode != 200 || json.Unmarshal(body, &list) != nil || list.Key != key || list.Iss != s.iss || len(list.Leases) != 2 {
+		t.Fatalf("GET leases: %d %s", resp.StatusCode, body)
+	}
+	if l := list.Leases[0]; l.LeaseID != a["jti"] || list.Leases[1].LeaseID != b["jti"] || l.Item != "word" || l.Hw != "dev-a" || l.Until != int64(a["exp"].(float64)) {
+		t.Fatalf("first lease %+v; want %v", l, a)
+	}
+
+	if resp, body := s.api(t, aToken, "dev-a"); resp.StatusCode != 200 {
+		t.Fatalf("the live lease at the API: %d %s", resp.StatusCode, body)
+	}
+	resp, body = admin(http.MethodDelete, key+"/leases/"+a["jti"].(string)+q)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"released"`) {
+		t.Fatalf("DELETE lease: %d %s", resp.StatusCode, body)
+	}
+	// The seat is free at once, and the released lease is refused by the gate.
+	s.lease(t, "word&hw=dev-c", lic)
+	resp, body = s.api(t, aToken, "dev-a")
+	AssertReject(t, resp, body, 401, "notAuthorized", "word")
+
+	tests := []struct {
+		name, method, path string
+		status             int
+	}{
+		{"releasing an unknown lease is 404", http.MethodDelete, key + "/leases/no-such" + q, 404},
+		{"releasing twice is 404", http.MethodDelete, key + "/leases/" + a["jti"].(string) + q, 404},
+		{"posting to the list is 405", http.MethodPost, key + "/leases" + q, 405},
+		{"getting one lease is 405", http.MethodGet, key + "/leases/x" + q, 405},
+		{"an overlong lease id is 400", http.MethodDelete, key + "/leases/" + strings.Repeat("x", 600) + q, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := admin(tt.method, tt.path)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("%d %s; want %d", resp.StatusCode, body, tt.status)
+			}
+		})
+	}
+	resp, body = admin(http.MethodGet, "other-license/leases"+q)
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"leases":[]`) {
+		t.Fatalf("leases of an unknown license: %d %s", resp.StatusCode, body)
+	}
+}

@@ -26,6 +26,8 @@ func init() {
 //
 //	GET    /license-gate/licenses/<key>
 //	POST   /license-gate/licenses/<key>/credits   {"add": 10} or {"reset": true}
+//	GET    /license-gate/licenses/<key>/leases
+//	DELETE /license-gate/licenses/<key>/leases/<leaseId>
 //	POST   /license-gate/revocations              {"jti": "...", "until": <unix>}
 //	DELETE /license-gate/revocations/<key>
 //
@@ -150,6 +152,8 @@ func (a Admin) serve(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return a.report(w, r, req, key)
+	case (len(seg) == 3 || len(seg) == 4) && seg[0] == "licenses" && seg[2] == "leases":
+		return a.leases(w, r, req, seg[1], seg[3:])
 	case len(seg) == 3 && seg[0] == "licenses" && seg[2] == "credits":
 		if r.Method != http.MethodPost {
 			return apiErr(http.StatusMethodNotAllowed, "use POST")
