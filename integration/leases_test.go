@@ -42,40 +42,26 @@ func startLeaseSite(t *testing.T, store string) *leaseSite {
 	if store != "" {
 		storeLine = "store " + store
 	}
-	cfg := fmt.Sprintf(`{
-	admin 127.0.0.1:%[2]d
-	http_port %[1]d
-	auto_https off
-	persist_config off
-	log {
-		output stderr
-		format json
-		level DEBUG
-	}
-}
-
-%[3]s {
-	license_issuer {
-		issuer %[3]s
+	site := fmt.Sprintf(`license_issuer {
+		issuer %[1]s
 		signing_key issuer.jwk.json
 		audience lease-api
 		lease_ttl 30m
 		api_key test {env.LEASE_API_KEY}
-		%[4]s
+		%[2]s
 	}
 	handle /api/* {
 		license_gate {
-			oidc_issuer %[3]s
+			oidc_issuer %[1]s
 			require_item word
 			hardware_from header X-Hardware-Id
 			version_from header X-Client-Version
-			%[4]s
+			%[2]s
 		}
 		respond "api ok {http.license.jti}" 200
 	}
-}
-`, port, admin, iss, storeLine)
-	c := StartCaddyfile(t, cfg, port, admin, map[string]string{"issuer.jwk.json": string(key)}, "LEASE_API_KEY="+leaseAPIKey)
+`, iss, storeLine)
+	c := StartCaddyfile(t, SiteCaddyfile(port, admin, "", site), port, admin, map[string]string{"issuer.jwk.json": string(key)}, "LEASE_API_KEY="+leaseAPIKey)
 	return &leaseSite{c: c, iss: iss}
 }
 

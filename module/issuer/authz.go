@@ -3,16 +3,12 @@ package issuer
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -117,7 +113,7 @@ func (h *Handler) serveAuthz(w http.ResponseWriter, r *http.Request) error {
 	if req.Release != "" {
 		return h.releaseLease(w, r, format, req, key, now)
 	}
-	plan := PlanLeases(lic, key, req, policy.Request{Now: now, ClientIP: clientIP(r)}, a.limits, newLeaseID)
+	plan := PlanLeases(lic, key, req, policy.Request{Now: now, ClientIP: module.ClientIP(r)}, a.limits, newJTI)
 	var results []policy.LeaseResult
 	if plan.Store != nil {
 		var err error
@@ -222,9 +218,13 @@ func (h *Handler) logLease(msg string, level zapcore.Level, item string, lease a
 // license verifies the bearer token as a license this issuer signed and
 // decodes its claims as the gate does.
 func (a *authz) license(r *http.Request) (*policy.License, *policy.Reject) {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	tok = strings.TrimSpace(tok)
-	if !ok || tok == "" {
+	h := r.Header.Get("Authorization")
+	ok := len(h) > 7 && strings.EqualFold(h[:7], "bearer ")
+	tok := ""
+	if ok {
+		tok = strings.TrimSpace(h[7:])
+	}
+	if tok == "" {
 		return nil, policy.Rejectf(policy.CodeNotAuthorized, "no license token: send it as Authorization: Bearer <token>")
 	}
 	if len(tok) > maxLicenseToken {
@@ -260,25 +260,4 @@ func (a *authz) license(r *http.Request) (*policy.License, *policy.Reject) {
 		return nil, policy.Rejectf(policy.CodeNotAuthorized, "the license token's claims cannot be read")
 	}
 	return lic, nil
-}
-
-// newLeaseID is a random UUID (version 4), as 10Duke's lease ids are.
-func newLeaseID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-// clientIP is the client address as Caddy determined it (trusted_proxies
-// honoured).
-func clientIP(r *http.Request) netip.Addr {
-	s, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return a
 }

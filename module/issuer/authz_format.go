@@ -47,12 +47,8 @@ func LeaseClaims(item string, l policy.Lease, t *LeaseTerms) map[string]any {
 		"rfr": iat + int64(float64(exp-iat)*RefreshShare),
 		"lic": t.License,
 	}
-	switch len(t.Audience) {
-	case 0:
-	case 1:
-		c["aud"] = t.Audience[0]
-	default:
-		c["aud"] = t.Audience
+	if aud, ok := audienceClaim(t.Audience); ok {
+		c["aud"] = aud
 	}
 	if t.Subject != "" {
 		c["sub"] = t.Subject
@@ -70,6 +66,18 @@ func LeaseClaims(item string, l policy.Lease, t *LeaseTerms) map[string]any {
 		c["hw"] = l.Hardware
 	}
 	return c
+}
+
+// audienceClaim is the aud claim of a token for auds: none, a string for
+// one, an array for several.
+func audienceClaim(auds []string) (any, bool) {
+	switch len(auds) {
+	case 0:
+		return nil, false
+	case 1:
+		return auds[0], true
+	}
+	return auds, true
 }
 
 // ErrorClaims are the fields of a refused item, as 10Duke answers them:

@@ -64,12 +64,8 @@ func (h *Handler) complete(key *apiKey, r *request, now time.Time) (*issued, *Pr
 	}
 	jti := newJTI()
 	c["iss"], c["iat"], c["jti"] = h.issuer, now.Unix(), jti
-	switch len(h.Audiences) {
-	case 0:
-	case 1:
-		c["aud"] = h.Audiences[0]
-	default:
-		c["aud"] = h.Audiences
+	if aud, ok := audienceClaim(h.Audiences); ok {
+		c["aud"] = aud
 	}
 
 	// The gate's own decoding: what it would refuse is refused here.
