@@ -73,6 +73,8 @@ func parseIssuerOption(d *caddyfile.Dispenser, h *issuer.Handler, opt string) er
 		return sizeArg(d, &h.MaxBodySize)
 	case "lease_ttl":
 		return positiveDuration(d, &h.LeaseTTL)
+	case "trust_oidc_issuer":
+		return appendArgs(d, &h.TrustedOIDCIssuers)
 	case "api_key":
 		k, err := parseAPIKey(d)
 		if err != nil {

@@ -30,7 +30,7 @@ type leaseSite struct {
 
 // startLeaseSite starts the site; store is a store block body ("" for
 // memory), shared by the issuer's leases and the gate.
-func startLeaseSite(t *testing.T, store string) *leaseSite {
+func startLeaseSite(t *testing.T, store string, issuerOptions ...string) *leaseSite {
 	t.Helper()
 	key, err := os.ReadFile("../examples/issuer/demo.private.jwk.json")
 	if err != nil {
@@ -49,6 +49,7 @@ func startLeaseSite(t *testing.T, store string) *leaseSite {
 		lease_ttl 30m
 		api_key test {env.LEASE_API_KEY}
 		%[2]s
+		%[3]s
 	}
 	handle /api/* {
 		license_gate {
@@ -60,7 +61,7 @@ func startLeaseSite(t *testing.T, store string) *leaseSite {
 		}
 		respond "api ok {http.license.jti}" 200
 	}
-`, iss, storeLine)
+`, iss, storeLine, strings.Join(issuerOptions, "\n\t\t"))
 	c := StartCaddyfile(t, SiteCaddyfile(port, admin, "", site), port, admin, map[string]string{"issuer.jwk.json": string(key)}, "LEASE_API_KEY="+leaseAPIKey)
 	return &leaseSite{c: c, iss: iss}
 }
@@ -470,4 +471,27 @@ func TestAdminListsAndReleasesLeases(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"leases":[]`) {
 		t.Fatalf("leases of an unknown license: %d %s", resp.StatusCode, body)
 	}
+}
+
+func TestLeasesOfATrustedOIDCIssuersLicense(t *testing.T) {
+	key := NewRSAKey(t, "idp-1", "RS256")
+	idp := NewKeyServer(t, JWKS(t, key))
+	s := startLeaseSite(t, "", "trust_oidc_issuer "+idp.URL)
+	lic := key.Sign(t, Std("iss", idp.URL, "sub", "sso-user", "jti", "sso-license-1", "items", []string{"word"}, "seats", 1))
+
+	c := s.lease(t, "word&hw=dev-a", lic)
+	if c["lic"] != "sso-license-1" || c["sub"] != "sso-user" || c["iss"] != s.iss {
+		t.Fatalf("lease of the trusted issuer's license: %v", c)
+	}
+	resp, body := s.authz(t, ".json?word&hw=dev-b", lic)
+	wantAuthzError(t, resp, body, "word", "licenseQuotaExceeded")
+
+	// The trust is the issuer's keys: another key claiming that issuer, or
+	// an untrusted issuer, is refused.
+	forged := NewRSAKey(t, "idp-1", "RS256").Sign(t, Std("iss", idp.URL, "items", []string{"word"}))
+	resp, body = s.authz(t, ".json?word&hw=dev-c", forged)
+	wantAuthzError(t, resp, body, "word", "notAuthorized")
+	other := NewKeyServer(t, JWKS(t, key))
+	resp, body = s.authz(t, ".json?word&hw=dev-c", key.Sign(t, Std("iss", other.URL, "items", []string{"word"})))
+	wantAuthzError(t, resp, body, "word", "notAuthorized")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -50,6 +51,9 @@ type authz struct {
 	limits  LeaseLimits
 	keys    map[string]crypto.PublicKey // kid -> public key of a signing key
 	parser  *jwt.Parser
+	// trusted verifies licenses of the trusted OpenID issuers; nil when
+	// none is configured.
+	trusted *module.Gate
 }
 
 // provisionAuthz loads the lease store and the verification keys.
@@ -68,8 +72,23 @@ func (h *Handler) provisionAuthz() error {
 	}
 	a.parser = jwt.NewParser(jwt.WithValidMethods(algs), jwt.WithIssuer(h.issuer), jwt.WithJSONNumber(),
 		jwt.WithExpirationRequired(), jwt.WithLeeway(authzLeeway))
+	if len(h.TrustedOIDCIssuers) > 0 {
+		if h.ctx.Context == nil {
+			return errors.New("trust_oidc_issuer needs a running Caddy")
+		}
+		// A gate without constraints of its own: it verifies as every gate
+		// with these oidc_issuer lines does, and shares the lease store.
+		g := &module.Gate{OIDCIssuers: h.TrustedOIDCIssuers, Store: h.Store}
+		if err := g.Provision(h.ctx); err != nil {
+			return fmt.Errorf("trust_oidc_issuer: %w", err)
+		}
+		a.trusted = g
+	}
 	store, release, err := module.LoadLeaseStore(h.Store)
 	if err != nil {
+		if a.trusted != nil {
+			_ = a.trusted.Cleanup()
+		}
 		return err
 	}
 	a.store, a.release = store, release
@@ -80,9 +99,16 @@ func (h *Handler) provisionAuthz() error {
 // Cleanup gives the lease store back to the pool; it implements
 // caddy.CleanerUpper.
 func (h *Handler) Cleanup() error {
-	if h.authz != nil && h.authz.release != nil {
+	if h.authz == nil {
+		return nil
+	}
+	if h.authz.release != nil {
 		h.authz.release()
 		h.authz.release = nil
+	}
+	if h.authz.trusted != nil {
+		_ = h.authz.trusted.Cleanup()
+		h.authz.trusted = nil
 	}
 	return nil
 }
@@ -105,7 +131,7 @@ func (h *Handler) serveAuthz(w http.ResponseWriter, r *http.Request) error {
 	if rej != nil {
 		return h.answerAuthz(w, format, RejectAll(req, rej, h.issuer, now), rej, http.StatusOK)
 	}
-	lic, rej := a.license(r)
+	lic, rej := a.license(r.Context(), r)
 	if rej != nil {
 		return h.answerAuthz(w, format, RejectAll(req, rej, h.issuer, now), rej, http.StatusOK)
 	}
@@ -215,9 +241,10 @@ func (h *Handler) logLease(msg string, level zapcore.Level, item string, lease a
 	ce.Write(fields...)
 }
 
-// license verifies the bearer token as a license this issuer signed and
-// decodes its claims as the gate does.
-func (a *authz) license(r *http.Request) (*policy.License, *policy.Reject) {
+// license verifies the bearer token as a license this issuer signed, or
+// else as one of a trusted OpenID issuer, and decodes its claims as the
+// gate does.
+func (a *authz) license(ctx context.Context, r *http.Request) (*policy.License, *policy.Reject) {
 	h := r.Header.Get("Authorization")
 	ok := len(h) > 7 && strings.EqualFold(h[:7], "bearer ")
 	tok := ""
@@ -243,6 +270,8 @@ func (a *authz) license(r *http.Request) (*policy.License, *policy.Reject) {
 		return nil, policy.Rejectf(policy.CodeLicenseExpired, "the license token has expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return nil, policy.Rejectf(policy.CodeValidityNotStarted, "the license token is not valid yet")
+	case err != nil && a.trusted != nil && !errors.Is(err, jwt.ErrTokenMalformed):
+		return a.trusted.VerifyLicense(ctx, tok)
 	case err != nil:
 		return nil, policy.Rejectf(policy.CodeNotAuthorized, "the license token is not one this issuer signed")
 	}

@@ -68,8 +68,13 @@ type Handler struct {
 	// LeaseTTL is the longest /authz/ lease (a client's consumeDuration
 	// may ask for less; the license's end caps it too). Default 1h.
 	LeaseTTL caddy.Duration `json:"lease_ttl,omitempty"`
+	// TrustedOIDCIssuers are OpenID issuers whose tokens /authz/ also
+	// accepts as licenses, verified as a license_gate with oidc_issuer
+	// verifies them (discovery, their keys, iss pinned).
+	TrustedOIDCIssuers []string `json:"trusted_oidc_issuers,omitempty"`
 
-	authz     *authz // the /authz/ endpoint (authz.go)
+	authz     *authz        // the /authz/ endpoint (authz.go)
+	ctx       caddy.Context // for the gate that verifies trusted issuers' licenses
 	logger    *zap.Logger
 	issuer    string // Issuer after placeholders
 	basePath  string // the issuer URL's path without a trailing slash
@@ -114,6 +119,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // published documents.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.ctx = ctx
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
