@@ -495,3 +495,9 @@ func TestLeasesOfATrustedOIDCIssuersLicense(t *testing.T) {
 	resp, body = s.authz(t, ".json?word&hw=dev-c", key.Sign(t, Std("iss", other.URL, "items", []string{"word"})))
 	wantAuthzError(t, resp, body, "word", "notAuthorized")
 }
+
+func TestFiftyDevicesRaceForThreeLeaseSeatsThroughSentinel(t *testing.T) {
+	master := testredis.Start(t)
+	sentinel := testredis.StartSentinel(t, master, "mymaster")
+	raceForSeats(t, startLeaseSite(t, fmt.Sprintf("redis {\n\t\t\taddresses %s\n\t\t\tmaster_name mymaster\n\t\t\ttimeout 5s\n\t\t}", sentinel.Addr())))
+}
