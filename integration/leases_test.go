@@ -279,7 +279,7 @@ func TestLeaseRenewalReleaseAndCheck(t *testing.T) {
 		}
 		resp, body = s.authz(t, "?word&hw=a&doConsume=false&consumeCount=10", lic)
 		if body != "false" {
-			t.Fatalf("check for 10 credits with 9 left: %s", body)
+			t.Fatalf("check for 10 credits with 9 left: %d %s", resp.StatusCode, body)
 		}
 	})
 	t.Run("renewal keeps the lease id and the seat", func(t *testing.T) {
