@@ -16,7 +16,7 @@ const IssuerDirective = "license_issuer"
 // APIKeyOptions every option of its api_key blocks, for "did you mean"
 // hints; a test keeps them in step with the parser's switches.
 var (
-	IssuerOptions = []string{"issuer", "signing_key", "audience", "products", "default_validity", "max_body_size", "api_key", "store"}
+	IssuerOptions = []string{"issuer", "signing_key", "audience", "products", "default_validity", "max_body_size", "api_key", "store", "lease_ttl", "trust_oidc_issuer"}
 	APIKeyOptions = []string{"products", "max_validity", "max_credits"}
 )
 
