@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -144,5 +145,31 @@ func TestLeaseKeysExpireWithTheLicense(t *testing.T) {
 		if err != nil || at != fmt.Sprint(expires.UnixMilli()) {
 			t.Errorf("PEXPIRETIME %s = %s, %v; want %d", k, at, err, expires.UnixMilli())
 		}
+	}
+}
+
+// TestLeasesWaitForReplicas: with Replicas 1 a lease is granted once the
+// replica holds it; without the replica the taking is ErrNotReplicated.
+func TestLeasesWaitForReplicas(t *testing.T) {
+	master := testredis.Start(t)
+	replica := testredis.StartReplica(t, master)
+	s := newStore(t, Options{Addresses: []string{master.Addr()}, Timeout: 5 * time.Second,
+		Replicas: 1, ReplicaTimeout: time.Second})
+	lic := policy.LicenseKey{Issuer: "https://issuer.test", Key: "durable-leases"}
+	now := time.Now()
+	take := func(hw string) error {
+		_, err := s.TakeLeases(context.Background(), &policy.LeaseRequest{License: lic, Hardware: hw, Seats: 2, Limit: -1,
+			Items: []policy.LeaseItem{{Item: "word", NewID: "lease-" + hw}}, Until: now.Add(time.Hour), Expires: now.Add(time.Hour), Now: now})
+		return err
+	}
+	if err := take("a"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := replica.Do("HLEN", s.leaseKeys(lic)[3]); err != nil || n != "1" {
+		t.Fatalf("the replica holds %q leases right after the taking (%v), want 1", n, err)
+	}
+	replica.Kill()
+	if err := take("b"); !errors.Is(err, ErrNotReplicated) || !errors.Is(err, policy.ErrStore) {
+		t.Fatalf("TakeLeases without the replica = %v, want ErrNotReplicated and ErrStore", err)
 	}
 }
