@@ -316,7 +316,15 @@ func TestGateEnforcesLeases(t *testing.T) {
 	_, slide := s.authz(t, ".jwt?slide&hw=dev-a", lic)
 	_, versioned := s.authz(t, ".jwt?word&hw=dev-b&version=1.6.14", lic)
 
-	resp, body := s.api(t, word, "dev-a")
+	// A check (doConsume=false) takes no lease, and its answer is none.
+	_, checked := s.authz(t, ".jwt?word&hw=dev-a&doConsume=false", lic)
+	if c := payload(t, checked); c["word"] != true || c["exp"] != nil || c["jti"] != nil {
+		t.Fatalf("check answer claims %v; want the item without exp and jti", c)
+	}
+	resp, body := s.api(t, checked, "dev-a")
+	AssertReject(t, resp, body, 401, "notAuthorized", "word")
+
+	resp, body = s.api(t, word, "dev-a")
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "api ok ") {
 		t.Fatalf("the gate refused a live lease: %d %s", resp.StatusCode, body)
 	}

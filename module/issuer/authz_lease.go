@@ -116,7 +116,15 @@ func (p *LeasePlan) Answers(req *AuthzRequest, results []policy.LeaseResult, ter
 			out[i] = AuthzAnswer{Reject: rej, Error: ErrorClaims(name, rej, terms.Issuer, terms.Now)}
 			continue
 		}
-		out[i] = AuthzAnswer{Claims: LeaseClaims(name, res.Lease, terms)}
+		c := LeaseClaims(name, res.Lease, terms)
+		if p.Store.CheckOnly {
+			// A check takes no lease: its answer has no lease id and no
+			// exp, so no gate accepts it as a lease (exp is required).
+			delete(c, "jti")
+			delete(c, "exp")
+			delete(c, "rfr")
+		}
+		out[i] = AuthzAnswer{Claims: c}
 	}
 	return out
 }

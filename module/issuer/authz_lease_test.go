@@ -195,3 +195,20 @@ func TestLeaseFlowOnMemory(t *testing.T) {
 		t.Fatalf("after the release: %s", got)
 	}
 }
+
+func TestACheckAnswersWithoutALease(t *testing.T) {
+	p, req := plan(t, map[string]any{"items": []string{"word"}}, "word&hw=d&doConsume=false", LeaseLimits{})
+	res, err := policy.NewMemory().TakeLeases(context.Background(), p.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := p.Answers(req, res, &LeaseTerms{Issuer: "iss", License: "lic-1", Now: planNow})[0]
+	if a.Reject != nil || a.Claims["word"] != true {
+		t.Fatalf("check answer %+v; want the item granted", a)
+	}
+	for _, k := range []string{"jti", "exp", "rfr"} {
+		if _, ok := a.Claims[k]; ok {
+			t.Errorf("a check's answer has %s, so a gate could take it for a lease", k)
+		}
+	}
+}
