@@ -289,6 +289,13 @@ func parseStoreConfig(d *caddyfile.Dispenser) (*module.StoreConfig, error) {
 			if err := parseDurability(d, sc); err != nil {
 				return nil, err
 			}
+		case "revocations":
+			if err := oneArg(d, &sc.Revocations); err != nil {
+				return nil, err
+			}
+			if sc.Revocations != module.RevocationsPushed && sc.Revocations != module.RevocationsPerRequest {
+				return nil, d.Errf("revocations must be %s or %s, not %q", module.RevocationsPushed, module.RevocationsPerRequest, sc.Revocations)
+			}
 		default:
 			return nil, d.Errf("unknown store option %q%s", opt, didYouMean(opt, StoreOptions))
 		}

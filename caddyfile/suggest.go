@@ -14,6 +14,7 @@ var Options = []string{
 var StoreOptions = []string{
 	"addresses", "master_name", "username", "password", "db", "tls", "timeout", "pool_size", "prefix",
 	"durability",
+	"revocations",
 }
 
 // suggestion is the known name closest to got, when it is close enough to

@@ -94,7 +94,9 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // credits in one round trip. It returns what would refund the charge (its
 // Cost is the credits charged, 0 for none), whether the store failed and
 // the request passes anyway (fail_open), or the reject. On success it
-// fills info's credits fields.
+// fills info's credits fields. A license that counts nothing is answered
+// from the store's in-process revocations when it can (revokedInProcess),
+// with no round trip.
 //
 // The charge carries a request id. When the store does not answer (a
 // timeout, a broken connection), the charge may still run later: the gate
@@ -104,6 +106,9 @@ func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now
 	if lic.CountKey == "" {
 		return policy.Undo{}, false, policy.Rejectf(policy.CodeNotAuthorized,
 			"the token limits credits or seats but has no %s claim to count them by", g.verifier.names.CreditsKey)
+	}
+	if rej, done := g.revokedInProcess(lic, now); done {
+		return policy.Undo{}, false, rej
 	}
 	c := policy.Charge{Key: licenseKey(lic), Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: hardware,
 		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now}

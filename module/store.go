@@ -39,6 +39,11 @@ type StoreConfig struct {
 	DurabilityReplicas int `json:"durability_replicas,omitempty"`
 	// DurabilityTimeout bounds the wait for the replicas. Default: Timeout.
 	DurabilityTimeout caddy.Duration `json:"durability_timeout,omitempty"`
+	// Revocations is "pushed" (the default: each gateway keeps the
+	// revocations in process, and a token with neither credits nor seats
+	// costs no round trip) or "per_request" (every counting request asks
+	// the store).
+	Revocations string `json:"revocations,omitempty"`
 }
 
 // storePool shares stores across config reloads and between gates, so a

@@ -55,6 +55,10 @@ func (r redisCounters) Destruct() error {
 }
 
 func (g *Gate) provisionRedis(sc *StoreConfig) error {
+	pushed, err := sc.pushedRevocations()
+	if err != nil {
+		return err
+	}
 	redisLogOnce.Do(func() {
 		redis.SetLogger(redisLogger{caddy.Log().Named("http.handlers.license_gate.redis")})
 	})
@@ -85,13 +89,17 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 		o.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	ident, _ := json.Marshal([]any{o.Addresses, o.MasterName, o.Username, o.Password, o.DB, sc.TLS, o.Timeout, o.PoolSize, o.Prefix,
-		o.Replicas, o.ReplicaTimeout})
+		o.Replicas, o.ReplicaTimeout, pushed})
 	sum := sha256.Sum256(ident)
 	g.storeKey = "redis|" + hex.EncodeToString(sum[:])
 	val, _, err := storePool.LoadOrNew(g.storeKey, func() (caddy.Destructor, error) {
 		s, err := redisstore.New(o)
 		if err != nil {
 			return nil, err
+		}
+		if pushed {
+			s.WatchRevocations(redisstore.DefaultRevocationSync,
+				revocationSyncLogger(caddy.Log().Named("http.handlers.license_gate.revocations")))
 		}
 		name := redisStoreName(o)
 		return redisCounters{s, name, newVoidQueue(s, name, DefaultVoidQueue, o.Timeout)}, nil

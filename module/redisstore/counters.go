@@ -110,12 +110,18 @@ func (s *Store) Revoke(ctx context.Context, key policy.LicenseKey, until time.Ti
 	if err := s.client.Do(ctx, "set", k, ms, "pxat", ms).Err(); err != nil {
 		return storeErr("revoke", err)
 	}
+	if err := s.publishRevocation(ctx, key, ms); err != nil {
+		return storeErr("revoke", err)
+	}
 	return nil
 }
 
 // Unrevoke implements policy.Counters.
 func (s *Store) Unrevoke(ctx context.Context, key policy.LicenseKey) error {
 	if err := s.client.Del(ctx, s.keys(key)[2]).Err(); err != nil {
+		return storeErr("unrevoke", err)
+	}
+	if err := s.publishRevocation(ctx, key, 0); err != nil {
 		return storeErr("unrevoke", err)
 	}
 	return nil

@@ -49,6 +49,7 @@ func TestKeysCarryThePrefixAndOneHashTag(t *testing.T) {
 	for _, suffix := range []string{"used", "seats", "revoked", "seats_ttl", "limit"} {
 		want["lg:{"+tag+"}:"+suffix] = true
 	}
+	want["lg:revocations"] = true // the revocation index (revocations.go)
 	if len(keys) != len(want) {
 		t.Fatalf("keys = %q, want %d keys", keys, len(want))
 	}

@@ -87,6 +87,8 @@ type Store struct {
 	// replicas and replicaTimeout: see Options.Replicas.
 	replicas       int
 	replicaTimeout time.Duration
+	// watch keeps the revocations in process (see WatchRevocations).
+	watch *revocationWatch
 }
 
 // New returns a Store for o. It does not connect: the first command does,
@@ -175,6 +177,7 @@ var ErrPrefixBrace = errors.New("redisstore: the key prefix may not contain { or
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	s.watch.stopWatching()
 	return s.client.Close()
 }
 
