@@ -39,4 +39,24 @@ func LoadLeaseStore(sc *StoreConfig) (store LeaseStore, release func(), err erro
 type LeaseStore interface {
 	policy.Counters
 	policy.Leases
+	// LeaseRequestID is a fresh request id for a TakeLeases, so that
+	// VoidLeases can take it back; "" for the in-process store, which
+	// answers every call and so never leaves a take in doubt.
+	LeaseRequestID() string
+	// VoidLeases takes back, in the background and exactly once, a
+	// TakeLeases whose reply was given up on (see policy.LeaseUndo): it
+	// joins the store's queue of voids, retried until the store answers.
+	VoidLeases(u policy.LeaseUndo, why string)
 }
+
+// LeaseRequestID implements LeaseStore: none, see there.
+func (m *memoryStore) LeaseRequestID() string { return "" }
+
+// VoidLeases implements LeaseStore.
+func (m *memoryStore) VoidLeases(u policy.LeaseUndo, why string) { m.voids.pushLease(u, why) }
+
+// LeaseRequestID implements LeaseStore.
+func (r redisCounters) LeaseRequestID() string { return newRequestID() }
+
+// VoidLeases implements LeaseStore.
+func (r redisCounters) VoidLeases(u policy.LeaseUndo, why string) { r.voids.pushLease(u, why) }

@@ -12,7 +12,8 @@ import (
 )
 
 // DefaultVoidQueue is how many undos (voids of charges whose reply the
-// gate gave up on, refunds that failed) a store holds for retrying.
+// gate gave up on, refunds that failed, voids of lease takes /authz/ gave
+// up on) a store holds for retrying.
 const DefaultVoidQueue = 10000
 
 // Backoff between attempts of an undo the store did not answer.
@@ -29,15 +30,46 @@ type voidQueue struct {
 	store   policy.Counters
 	name    string
 	timeout time.Duration // per attempt
-	ch      chan policy.Undo
+	ch      chan pendingUndo
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
 	backoff func(attempt int) time.Duration
 }
 
+// pendingUndo is one undo in the queue: a charge's (charge) or, when
+// lease is set, a lease take's.
+type pendingUndo struct {
+	charge policy.Undo
+	lease  *policy.LeaseUndo
+}
+
+// apply sends the undo to store once.
+func (p *pendingUndo) apply(ctx context.Context, store policy.Counters) error {
+	if p.lease == nil {
+		return store.Undo(ctx, &p.charge)
+	}
+	lu, ok := store.(policy.LeaseUndoer)
+	if !ok {
+		// A store without lease undos answers every take: nothing is
+		// in doubt.
+		return nil
+	}
+	return lu.UndoLeases(ctx, p.lease)
+}
+
+// fields describe the undo in log lines.
+func (p *pendingUndo) fields() []zap.Field {
+	if p.lease != nil {
+		return []zap.Field{zap.String("iss", p.lease.License.Issuer), zap.String("key", p.lease.License.Key),
+			zap.String("undo", "lease take")}
+	}
+	return []zap.Field{zap.String("iss", p.charge.Key.Issuer), zap.String("key", p.charge.Key.Key),
+		zap.Int64("cost", p.charge.Cost)}
+}
+
 func newVoidQueue(store policy.Counters, name string, size int, timeout time.Duration) *voidQueue {
-	q := &voidQueue{store: store, name: name, timeout: timeout, ch: make(chan policy.Undo, size),
+	q := &voidQueue{store: store, name: name, timeout: timeout, ch: make(chan pendingUndo, size),
 		stop: make(chan struct{}), done: make(chan struct{}), backoff: voidBackoff}
 	go q.run()
 	return q
@@ -58,14 +90,23 @@ func (q *voidQueue) logger() *zap.Logger {
 // push queues u without blocking; when the queue is full u is dropped
 // with an ERROR line (its charge stays counted).
 func (q *voidQueue) push(u policy.Undo, why string) {
+	q.pushPending(pendingUndo{charge: u}, why)
+}
+
+// pushLease queues the undo of a lease take as push does; when the queue
+// is full it is dropped with an ERROR line (the take stays counted).
+func (q *voidQueue) pushLease(u policy.LeaseUndo, why string) {
+	q.pushPending(pendingUndo{lease: &u}, why)
+}
+
+func (q *voidQueue) pushPending(p pendingUndo, why string) {
 	select {
-	case q.ch <- u:
+	case q.ch <- p:
 		voidsPending.Inc()
 	default:
 		voidsDropped.Inc()
-		q.logger().Error("void dropped: queue full, the charge stays counted",
-			zap.String("store", q.name), zap.String("reason", why), zap.String("iss", u.Key.Issuer),
-			zap.String("key", u.Key.Key), zap.Int64("cost", u.Cost), zap.Int("queue", cap(q.ch)))
+		q.logger().Error("void dropped: queue full, the charge stays counted", append(p.fields(),
+			zap.String("store", q.name), zap.String("reason", why), zap.Int("queue", cap(q.ch)))...)
 	}
 }
 
@@ -85,10 +126,10 @@ func (q *voidQueue) run() {
 }
 
 // send tries u until the store answers; false when the queue is stopping.
-func (q *voidQueue) send(u policy.Undo) bool {
+func (q *voidQueue) send(u pendingUndo) bool {
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
-		err := q.store.Undo(ctx, &u)
+		err := u.apply(ctx, q.store)
 		cancel()
 		if err == nil {
 			return true
@@ -100,7 +141,7 @@ func (q *voidQueue) send(u policy.Undo) bool {
 		case <-q.stop:
 			voidsPending.Dec()
 			q.logger().Error("void dropped: store closed, the charge stays counted",
-				zap.String("store", q.name), zap.String("iss", u.Key.Issuer), zap.String("key", u.Key.Key))
+				append(u.fields(), zap.String("store", q.name))...)
 			return false
 		case <-time.After(q.backoff(attempt)):
 		}
@@ -116,7 +157,7 @@ func (q *voidQueue) close() {
 			u := <-q.ch
 			voidsPending.Dec()
 			q.logger().Error("void dropped: store closed, the charge stays counted",
-				zap.String("store", q.name), zap.String("iss", u.Key.Issuer), zap.String("key", u.Key.Key))
+				append(u.fields(), zap.String("store", q.name))...)
 		}
 	})
 }

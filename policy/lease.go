@@ -28,6 +28,10 @@ type Lease struct {
 	Hardware string `json:"hw"`
 	// Until is when the lease ends unless renewed.
 	Until time.Time `json:"-"`
+	// Issuer is the iss of the lease's token (the issuer that leased it),
+	// under which a release or replacement revokes that token. Empty for a
+	// lease recorded before issuers were kept: its license's issuer then.
+	Issuer string `json:"-"`
 }
 
 // LeaseItem is one item of a lease request.
@@ -68,6 +72,39 @@ type LeaseRequest struct {
 	// CheckOnly (10Duke's doConsume=false) answers as a consumption would
 	// but records nothing and charges nothing.
 	CheckOnly bool
+	// Issuer is the iss of the lease tokens, kept with each lease (see
+	// Lease.Issuer).
+	Issuer string
+	// Request identifies the request, unique per license (empty: none).
+	// A store that may lose a reply (Redis) remembers it for UndoWindow
+	// so that UndoLeases can take the request back, and counts nothing
+	// for a request undone before it ran. See LeaseUndo.
+	Request string
+}
+
+// LeaseUndo takes back one TakeLeases by its Request id, under the rule of
+// Undo: exactly once whatever the order. After the take it gives back the
+// credits the take charged, drops the leases it took (so a device left
+// without lease frees its seat), puts back the earlier end of the leases
+// it renewed and the leases it replaced, unless a later request changed
+// them since; before the take it leaves a tombstone, and the take then
+// counts nothing and fails. /authz/ undoes a take whose reply it gave up
+// on (it answered 503).
+type LeaseUndo struct {
+	License LicenseKey
+	// Request is the LeaseRequest's Request.
+	Request string
+	// Now is the time of the undo.
+	Now time.Time
+}
+
+// LeaseUndoer is a lease store that can take back a TakeLeases whose
+// reply was lost. A store that answers every call (Memory) needs none:
+// its takes are never in doubt.
+type LeaseUndoer interface {
+	// UndoLeases applies u; it is idempotent, so a caller may send it
+	// again until it is answered.
+	UndoLeases(ctx context.Context, u *LeaseUndo) error
 }
 
 // LeaseOutcome is the store's verdict on one item of a LeaseRequest.
@@ -99,6 +136,10 @@ type LeaseResult struct {
 	// RetryAfter is, for LeaseSeatsFull, the time until the first seat
 	// frees by itself.
 	RetryAfter time.Duration
+	// Replaced is, for a new lease of an item the device already leased,
+	// the lease it replaced (zero otherwise): that lease has ended, and
+	// the caller revokes its token as a release does.
+	Replaced Lease
 }
 
 // Leases is a lease store. Like Counters, it must be exact under

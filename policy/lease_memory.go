@@ -65,7 +65,9 @@ func (b *leaseBook) empty(now time.Time) bool {
 	return len(b.byID) == 0
 }
 
-// TakeLeases implements Leases.
+// TakeLeases implements Leases. It ignores r.Request: an in-process
+// store answers every call, so no take is ever in doubt and none needs
+// undoing.
 func (m *Memory) TakeLeases(_ context.Context, r *LeaseRequest) ([]LeaseResult, error) {
 	s := m.shard(r.License)
 	s.mu.Lock()
@@ -108,7 +110,7 @@ func (m *Memory) TakeLeases(_ context.Context, r *LeaseRequest) ([]LeaseResult, 
 			res.Outcome = LeaseCreditsExhausted
 			continue
 		}
-		res.Lease = Lease{ID: id, Item: it.Item, Hardware: r.Hardware, Until: r.Until}
+		res.Lease = Lease{ID: id, Item: it.Item, Hardware: r.Hardware, Until: r.Until, Issuer: r.Issuer}
 		holds = true
 		if r.Limit >= 0 {
 			used += it.Cost
@@ -132,6 +134,9 @@ func (m *Memory) TakeLeases(_ context.Context, r *LeaseRequest) ([]LeaseResult, 
 		if old := items[it.Item]; old != "" && old != id {
 			// A new lease of an item the device already leases replaces
 			// that lease (a client that lost its lease id starts over).
+			if l := b.byID[old]; l != nil && l.live(r.Now) {
+				res.Replaced = *l
+			}
 			delete(b.byID, old)
 		}
 		items[it.Item] = id

@@ -143,7 +143,7 @@ func (h *Handler) serveAuthz(w http.ResponseWriter, r *http.Request) error {
 	var results []policy.LeaseResult
 	if plan.Store != nil {
 		var err error
-		if results, err = a.store.TakeLeases(r.Context(), plan.Store); err != nil {
+		if results, err = h.takeLeases(r.Context(), plan.Store); err != nil {
 			h.logger.Error("lease store failed", zap.Error(err), zap.String("lic", key.Key))
 			rej := &policy.Reject{Code: policy.CodeServiceUnavailable, Detail: "the lease store is unavailable", RetryAfter: storeRetryAfter}
 			return h.answerAuthz(w, format, RejectAll(req, rej, h.issuer, now), rej, http.StatusServiceUnavailable)
@@ -172,6 +172,32 @@ func (h *Handler) serveAuthz(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return h.answerAuthz(w, format, answers, first, http.StatusOK)
+}
+
+// takeLeases runs r in the store, exactly once under faults: a take
+// that consumes carries a request id, and when the store does not answer
+// (a timeout, a broken connection, too few replicas for durability) the
+// take is voided in the background, so the request, answered 503, holds
+// no lease, seat or credits (see policy.LeaseUndo).
+func (h *Handler) takeLeases(ctx context.Context, r *policy.LeaseRequest) ([]policy.LeaseResult, error) {
+	a, issuer := h.authz, h.issuer
+	r.Issuer = issuer
+	if !r.CheckOnly {
+		r.Request = a.store.LeaseRequestID()
+	}
+	void := func(why string) {
+		if r.Request != "" {
+			a.store.VoidLeases(policy.LeaseUndo{License: r.License, Request: r.Request, Now: h.now()}, why)
+		}
+	}
+	results, err := a.store.TakeLeases(ctx, r)
+	if err != nil {
+		if !errors.Is(err, policy.ErrNotSent) {
+			void("lease take not answered")
+		}
+		return nil, err
+	}
+	return results, nil
 }
 
 // releaseLease answers ?release&<leaseId>: the seat is free at once, and

@@ -209,13 +209,37 @@ var leaseConformance = []struct {
 	}},
 	{"a new lease of an item the device holds replaces the old one", func(f *leaseFixture) {
 		old := f.grant(0, "a", 1, time.Hour, "word")
-		nu := f.grant(time.Minute, "a", 1, time.Hour, "word")
+		r := f.take(f.req(time.Minute, "a", 1, -1, time.Hour, "word"), granted)
+		nu := r[0].Lease.ID
+		// The caller is told which lease ended, to revoke its token.
+		if rep := r[0].Replaced; rep.ID != old || rep.Item != "word" || rep.Hardware != "a" || !rep.Until.Equal(f.base.Add(time.Hour)) {
+			f.t.Fatalf("Replaced = %+v, want lease %q ending at +1h", rep, old)
+		}
 		if got := f.live(2 * time.Minute); got != "a/word/"+nu {
 			f.t.Fatalf("live = %q", got)
 		}
 		f.take(f.req(2*time.Minute, "a", 1, -1, time.Hour, "word="+old), notMatched)
 		if f.release(2*time.Minute, old) {
 			f.t.Fatal("the replaced lease could still be released")
+		}
+	}},
+	{"a new lease replacing an ended one reports nothing replaced", func(f *leaseFixture) {
+		f.grant(0, "a", 1, time.Minute, "word")
+		if r := f.take(f.req(2*time.Minute, "a", 1, -1, time.Hour, "word"), granted); r[0].Replaced.ID != "" {
+			f.t.Fatalf("Replaced = %+v, want none", r[0].Replaced)
+		}
+	}},
+	{"a lease keeps the issuer of its token for release and listing", func(f *leaseFixture) {
+		r := f.req(0, "a", 1, -1, time.Hour, "word")
+		r.Issuer = "https://leases.test"
+		id := f.take(r, granted)[0].Lease.ID
+		ls, err := f.s.LiveLeases(context.Background(), f.lic, f.base)
+		if err != nil || len(ls) != 1 || ls[0].Issuer != "https://leases.test" {
+			f.t.Fatalf("LiveLeases = %+v, %v; want the lease with its issuer", ls, err)
+		}
+		l, ok, err := f.s.ReleaseLease(context.Background(), f.lic, id, f.base)
+		if err != nil || !ok || l.Issuer != "https://leases.test" {
+			f.t.Fatalf("ReleaseLease = %+v, %v, %v; want the lease with its issuer", l, ok, err)
 		}
 	}},
 	{"credits are charged to the counter the gate charges", func(f *leaseFixture) {

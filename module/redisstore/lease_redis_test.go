@@ -137,7 +137,9 @@ func TestLeaseKeysExpireWithTheLicense(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range s.leaseKeys(lic) {
+	// lease_req and lease_undo hold request ids, written only for a take
+	// with one and kept for policy.UndoWindow.
+	for _, k := range s.leaseKeys(lic)[:6] {
 		if k == s.leaseKeys(lic)[2] {
 			continue // revoked: not written
 		}

@@ -283,7 +283,7 @@ func (onceCmd) NoRetry() bool { return true }
 // when Redis answers NOSCRIPT, as after a restart or SCRIPT FLUSH) but is
 // never retried after it may have run.
 func (s *Store) runOnce(ctx context.Context, sc *redis.Script, keys []string, args ...any) (any, error) {
-	if s.replicas > 0 && (sc == chargeScript || sc == undoScript || sc == takeLeasesScript || sc == releaseLeaseScript) {
+	if s.replicas > 0 && (sc == chargeScript || sc == undoScript || sc == takeLeasesScript || sc == releaseLeaseScript || sc == undoLeasesScript) {
 		return s.runDurable(ctx, sc, keys, args...)
 	}
 	if err := ctx.Err(); err != nil {
