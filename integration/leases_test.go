@@ -509,3 +509,28 @@ func TestFiftyDevicesRaceForThreeLeaseSeatsThroughSentinel(t *testing.T) {
 	sentinel := testredis.StartSentinel(t, master, "mymaster")
 	raceForSeats(t, startLeaseSite(t, fmt.Sprintf("redis {\n\t\t\taddresses %s\n\t\t\tmaster_name mymaster\n\t\t\ttimeout 5s\n\t\t}", sentinel.Addr())))
 }
+
+// TestAdminReleaseRevokesALeaseOfATrustedOIDCLicense: the lease token of a
+// license from a trusted OpenID issuer carries this issuer's iss, not the
+// license's; the admin API's release revokes it under that iss, so the
+// gate refuses it at once. Before, it was revoked under the license's
+// issuer and the gate kept accepting it.
+func TestAdminReleaseRevokesALeaseOfATrustedOIDCLicense(t *testing.T) {
+	key := NewRSAKey(t, "idp-1", "RS256")
+	idp := NewKeyServer(t, JWKS(t, key))
+	s := startLeaseSite(t, "", "trust_oidc_issuer "+idp.URL)
+	lic := key.Sign(t, Std("iss", idp.URL, "sub", "sso-user", "jti", "sso-license-2", "items", []string{"word"}, "seats", 1))
+	resp, lease := s.authz(t, ".jwt?word&hw=dev-a", lic)
+	if resp.StatusCode != 200 || payload(t, lease)["iss"] != s.iss {
+		t.Fatalf("lease: %d %s", resp.StatusCode, lease)
+	}
+	if resp, body := s.api(t, lease, "dev-a"); resp.StatusCode != 200 {
+		t.Fatalf("the live lease at the API: %d %s", resp.StatusCode, body)
+	}
+	path := "/license-gate/licenses/sso-license-2/leases/" + payload(t, lease)["jti"].(string) + "?iss=" + idp.URL
+	if body := adminDo(t, s.c, http.MethodDelete, path, "", 200); !strings.Contains(body, `"released"`) {
+		t.Fatalf("DELETE lease: %s", body)
+	}
+	resp, body := s.api(t, lease, "dev-a")
+	AssertReject(t, resp, body, 401, "notAuthorized", "word")
+}

@@ -79,9 +79,7 @@ func (a Admin) leases(w http.ResponseWriter, r *http.Request, req adminRequest, 
 		}
 		if found {
 			released = &l
-			// The lease token's iss is the license's when the issuer that
-			// leased it also signed the license.
-			if err := s.Revoke(r.Context(), policy.LicenseKey{Issuer: key.Issuer, Key: l.ID},
+			if err := s.Revoke(r.Context(), policy.LicenseKey{Issuer: leaseIssuer(l, key), Key: l.ID},
 				l.Until.Add(releasedRevocationSlack)); err != nil {
 				return storeErr(s, err)
 			}
@@ -91,6 +89,17 @@ func (a Admin) leases(w http.ResponseWriter, r *http.Request, req adminRequest, 
 		return apiErr(http.StatusNotFound, "no live lease %q of license %q", id, key.Key)
 	}
 	return writeAdminJSON(w, map[string]any{"released": toLeaseJSON(*released)})
+}
+
+// leaseIssuer is the iss of lease l's token, under which a gate looks its
+// revocation up: the issuer that leased it, which for a license of a
+// trusted OpenID issuer is not the license's. A lease recorded without
+// its issuer was leased by the license's own issuer.
+func leaseIssuer(l policy.Lease, license policy.LicenseKey) string {
+	if l.Issuer != "" {
+		return l.Issuer
+	}
+	return license.Issuer
 }
 
 // maxLeaseIDLen bounds a lease id in a path.
