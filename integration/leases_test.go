@@ -534,3 +534,33 @@ func TestAdminReleaseRevokesALeaseOfATrustedOIDCLicense(t *testing.T) {
 	resp, body := s.api(t, lease, "dev-a")
 	AssertReject(t, resp, body, 401, "notAuthorized", "word")
 }
+
+// TestAReplacedLeaseIsRevoked: a new lease (no leaseId) of an item the
+// device already leases replaces that lease, and the gate refuses the old
+// lease token from then on, as after a release. Before, the old token
+// stayed valid until its exp.
+func TestAReplacedLeaseIsRevoked(t *testing.T) {
+	r := testredis.Start(t)
+	for _, tc := range []struct{ name, store string }{
+		{"memory", ""},
+		{"redis", fmt.Sprintf("redis {\n\t\t\taddresses %s\n\t\t}", r.Addr())},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startLeaseSite(t, tc.store)
+			lic := s.license(t, map[string]any{"sub": "u", "items": []string{"word"}, "seats": 1})
+			_, old := s.authz(t, ".jwt?word&hw=dev-a", lic)
+			if resp, body := s.api(t, old, "dev-a"); resp.StatusCode != 200 {
+				t.Fatalf("the first lease at the API: %d %s", resp.StatusCode, body)
+			}
+			_, nu := s.authz(t, ".jwt?word&hw=dev-a", lic)
+			if payload(t, nu)["jti"] == payload(t, old)["jti"] {
+				t.Fatalf("the new lease has the old id: %s", nu)
+			}
+			resp, body := s.api(t, old, "dev-a")
+			AssertReject(t, resp, body, 401, "notAuthorized", "word")
+			if resp, body := s.api(t, nu, "dev-a"); resp.StatusCode != 200 {
+				t.Fatalf("the new lease at the API: %d %s", resp.StatusCode, body)
+			}
+		})
+	}
+}

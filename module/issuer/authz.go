@@ -178,7 +178,10 @@ func (h *Handler) serveAuthz(w http.ResponseWriter, r *http.Request) error {
 // that consumes carries a request id, and when the store does not answer
 // (a timeout, a broken connection, too few replicas for durability) the
 // take is voided in the background, so the request, answered 503, holds
-// no lease, seat or credits (see policy.LeaseUndo).
+// no lease, seat or credits (see policy.LeaseUndo). A new lease that
+// replaced one of the device's leases gets that lease's token revoked,
+// as a release does; a revocation the store does not answer voids the
+// take as well, so the old lease stays whole.
 func (h *Handler) takeLeases(ctx context.Context, r *policy.LeaseRequest) ([]policy.LeaseResult, error) {
 	a, issuer := h.authz, h.issuer
 	r.Issuer = issuer
@@ -196,6 +199,17 @@ func (h *Handler) takeLeases(ctx context.Context, r *policy.LeaseRequest) ([]pol
 			void("lease take not answered")
 		}
 		return nil, err
+	}
+	for _, res := range results {
+		old := res.Replaced
+		if res.Outcome != policy.LeaseGranted || old.ID == "" {
+			continue
+		}
+		if err := a.store.Revoke(context.WithoutCancel(ctx), policy.LicenseKey{Issuer: issuer, Key: old.ID},
+			old.Until.Add(releasedRevocationSlack)); err != nil {
+			void("replaced lease not revoked")
+			return nil, err
+		}
 	}
 	return results, nil
 }
