@@ -91,3 +91,29 @@ func TestALeaseStallAnswered503HoldsNoSeatAndIsNeverCharged(t *testing.T) {
 		t.Fatalf("after the stall: leases of %v, %d credits used; want 6 devices and 6 credits", devices, used)
 	}
 }
+
+// TestALeaseNotReplicatedIsVoided: with durability replicas 1 and the
+// replica gone, a lease is answered 503 although the master recorded it;
+// its void waits for the replica too, and once the replica is back the
+// device holds no lease, no seat and no credit. Before, the lease kept its
+// seat and credit until it ended.
+func TestALeaseNotReplicatedIsVoided(t *testing.T) {
+	t.Parallel()
+	master := testredis.Start(t)
+	replica := testredis.StartReplica(t, master)
+	s := startLeaseSite(t, fmt.Sprintf("redis {\n\t\t\taddresses %s\n\t\t\ttimeout 1s\n\t\t\tdurability replicas 1 timeout 300ms\n\t\t}", master.Addr()))
+	lic := s.license(t, map[string]any{"sub": "u", "items": []string{"word"}, "seats": 1, "credits": 5})
+	key := payload(t, lic)["jti"].(string)
+
+	replica.Kill()
+	resp, body := s.authz(t, ".json?word&hw=dev-a", lic)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"word_errorCode":"serviceUnavailable"`) {
+		t.Fatalf("lease without the replica: %d %s; want 503 serviceUnavailable", resp.StatusCode, body)
+	}
+	replica.Restart()
+	WaitFor(t, 30*time.Second, "the voided take to hold nothing", func() bool {
+		devices, used := s.leaseState(t, key)
+		return len(devices) == 0 && used == 0
+	})
+	s.lease(t, "word&hw=dev-b", lic)
+}

@@ -58,6 +58,14 @@ func (p *pendingUndo) apply(ctx context.Context, store policy.Counters) error {
 	return lu.UndoLeases(ctx, p.lease)
 }
 
+// stays is what a dropped undo leaves counted, for its ERROR line.
+func (p *pendingUndo) stays() string {
+	if p.lease != nil {
+		return "the lease take stays counted"
+	}
+	return "the charge stays counted"
+}
+
 // fields describe the undo in log lines.
 func (p *pendingUndo) fields() []zap.Field {
 	if p.lease != nil {
@@ -105,7 +113,7 @@ func (q *voidQueue) pushPending(p pendingUndo, why string) {
 		voidsPending.Inc()
 	default:
 		voidsDropped.Inc()
-		q.logger().Error("void dropped: queue full, the charge stays counted", append(p.fields(),
+		q.logger().Error("void dropped: queue full, "+p.stays(), append(p.fields(),
 			zap.String("store", q.name), zap.String("reason", why), zap.Int("queue", cap(q.ch)))...)
 	}
 }
@@ -140,7 +148,7 @@ func (q *voidQueue) send(u pendingUndo) bool {
 		select {
 		case <-q.stop:
 			voidsPending.Dec()
-			q.logger().Error("void dropped: store closed, the charge stays counted",
+			q.logger().Error("void dropped: store closed, "+u.stays(),
 				append(u.fields(), zap.String("store", q.name))...)
 			return false
 		case <-time.After(q.backoff(attempt)):
@@ -156,7 +164,7 @@ func (q *voidQueue) close() {
 		for n := len(q.ch); n > 0; n-- {
 			u := <-q.ch
 			voidsPending.Dec()
-			q.logger().Error("void dropped: store closed, the charge stays counted",
+			q.logger().Error("void dropped: store closed, "+u.stays(),
 				append(u.fields(), zap.String("store", q.name))...)
 		}
 	})

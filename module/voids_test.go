@@ -33,6 +33,9 @@ type flakyStore struct {
 	*policy.Memory
 	open     atomic.Bool
 	attempts atomic.Int64
+
+	mu         sync.Mutex
+	leaseUndos []string // the lease undos applied, by request id
 }
 
 func (f *flakyStore) Undo(ctx context.Context, u *policy.Undo) error {
@@ -41,6 +44,18 @@ func (f *flakyStore) Undo(ctx context.Context, u *policy.Undo) error {
 		return policy.ErrStore
 	}
 	return f.Memory.Undo(ctx, u)
+}
+
+// UndoLeases fails until the door opens, then records the undo.
+func (f *flakyStore) UndoLeases(_ context.Context, u *policy.LeaseUndo) error {
+	f.attempts.Add(1)
+	if !f.open.Load() {
+		return policy.ErrStore
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.leaseUndos = append(f.leaseUndos, u.Request)
+	return nil
 }
 
 func TestVoidQueue(t *testing.T) {
@@ -76,6 +91,27 @@ func TestVoidQueue(t *testing.T) {
 		}
 		if u := used(f.Memory); u != 0 {
 			t.Fatalf("used = %d after the void, want 0", u)
+		}
+	})
+
+	t.Run("a lease take's undo is retried in the same queue until the store answers", func(t *testing.T) {
+		f := &flakyStore{Memory: policy.NewMemory()}
+		q := newVoidQueue(f, "flaky", 4, time.Second)
+		q.backoff = func(int) time.Duration { return time.Millisecond }
+		defer q.close()
+		q.pushLease(policy.LeaseUndo{License: key, Request: "take-1", Now: now}, "test")
+		q.push(policy.Undo{Key: key, Request: "r1", Now: now}, "test")
+		for f.attempts.Load() < 3 {
+			time.Sleep(time.Millisecond)
+		}
+		f.open.Store(true)
+		for metricNow(voidsPending) != 0 {
+			time.Sleep(time.Millisecond)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.leaseUndos) != 1 || f.leaseUndos[0] != "take-1" {
+			t.Fatalf("lease undos applied: %v, want take-1 once", f.leaseUndos)
 		}
 	})
 
