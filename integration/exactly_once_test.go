@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -42,6 +43,20 @@ while true do
 end
 `
 
+// stall keeps r busy for ms milliseconds (busyLua) from a goroutine and
+// returns once the script has had time to start; the channel gets the
+// script's error when it ends. Commands sent meanwhile wait in their
+// sockets and run after it, once their senders gave up.
+func stall(r *testredis.Server, ms int) <-chan error {
+	stalled := make(chan error, 1)
+	go func() {
+		_, err := r.Do("EVAL", busyLua, "0", strconv.Itoa(ms))
+		stalled <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let the script start first
+	return stalled
+}
+
 // TestAStallAnswered503IsNeverCharged: Redis stalls (a busy script) while
 // parallel requests wait on their charges; the gate answers 503 after its
 // timeout, and the charges, which run once Redis resumes, are voided.
@@ -65,13 +80,8 @@ func TestAStallAnswered503IsNeverCharged(t *testing.T) {
 	mustPass(t, c, tok)
 
 	// A script that keeps Redis busy for 0.7 s: the charges sent meanwhile
-	// wait in their sockets and run when it ends, after the gate gave up.
-	stalled := make(chan error, 1)
-	go func() {
-		_, err := r.Do("EVAL", busyLua, "0", "700")
-		stalled <- err
-	}()
-	time.Sleep(100 * time.Millisecond) // let the script start first
+	// run when it ends, after the gate gave up.
+	stalled := stall(r, 700)
 	var wg sync.WaitGroup
 	statuses := make([]int, 5)
 	for i := range statuses {

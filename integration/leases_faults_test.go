@@ -46,13 +46,8 @@ func TestALeaseStallAnswered503HoldsNoSeatAndIsNeverCharged(t *testing.T) {
 	s.lease(t, "word&hw=dev-0", lic)
 
 	// A script that keeps Redis busy for 0.7 s: the takes sent meanwhile
-	// wait in their sockets and run when it ends, after /authz/ gave up.
-	stalled := make(chan error, 1)
-	go func() {
-		_, err := r.Do("EVAL", busyLua, "0", "700")
-		stalled <- err
-	}()
-	time.Sleep(100 * time.Millisecond) // let the script start first
+	// run when it ends, after /authz/ gave up.
+	stalled := stall(r, 700)
 	var wg sync.WaitGroup
 	answers := make([]string, 5)
 	for i := range answers {
