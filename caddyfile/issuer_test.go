@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -172,22 +171,7 @@ func TestReadmeIssuerBlockAdapts(t *testing.T) {
 // APIKeyOptions in step with the cases of the parser's switches.
 func TestIssuerOptionListsMatchTheParser(t *testing.T) {
 	t.Parallel()
-	src, err := os.ReadFile("issuer.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(src)
-	cases := func(from, to string) []string {
-		i, j := strings.Index(text, from), strings.Index(text, to)
-		if i < 0 || j < i {
-			t.Fatalf("cannot find %q..%q in issuer.go", from, to)
-		}
-		var out []string
-		for _, m := range regexp.MustCompile(`case "([a-z_]+)":`).FindAllStringSubmatch(text[i:j], -1) {
-			out = append(out, m[1])
-		}
-		return out
-	}
+	cases := func(from, to string) []string { return parserCases(t, "issuer.go", from, to) }
 	for _, tc := range []struct {
 		what         string
 		list, parsed []string

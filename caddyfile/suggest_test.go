@@ -51,28 +51,33 @@ func TestLevenshtein(t *testing.T) {
 	}
 }
 
-// TestOptionListsMatchTheParser keeps Options and StoreOptions in step
-// with the cases of the parser's switches, both ways.
-func TestOptionListsMatchTheParser(t *testing.T) {
-	t.Parallel()
-	src, err := os.ReadFile("caddyfile.go")
+// parserCases lists the option names of the `case "a", "b":` lines in
+// file between the first occurrences of from and to.
+func parserCases(t *testing.T, file, from, to string) []string {
+	t.Helper()
+	src, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	text := string(src)
-	cases := func(from, to string) []string {
-		i, j := strings.Index(text, from), strings.Index(text, to)
-		if i < 0 || j < i {
-			t.Fatalf("cannot find %q..%q in caddyfile.go", from, to)
-		}
-		var out []string
-		for _, m := range regexp.MustCompile(`case ((?:"[a-z_]+",? ?)+):`).FindAllStringSubmatch(text[i:j], -1) {
-			for _, name := range regexp.MustCompile(`"([a-z_]+)"`).FindAllStringSubmatch(m[1], -1) {
-				out = append(out, name[1])
-			}
-		}
-		return out
+	i, j := strings.Index(text, from), strings.Index(text, to)
+	if i < 0 || j < i {
+		t.Fatalf("cannot find %q..%q in %s", from, to, file)
 	}
+	var out []string
+	for _, m := range regexp.MustCompile(`case ((?:"[a-z_]+",? ?)+):`).FindAllStringSubmatch(text[i:j], -1) {
+		for _, name := range regexp.MustCompile(`"([a-z_]+)"`).FindAllStringSubmatch(m[1], -1) {
+			out = append(out, name[1])
+		}
+	}
+	return out
+}
+
+// TestOptionListsMatchTheParser keeps Options and StoreOptions in step
+// with the cases of the parser's switches, both ways.
+func TestOptionListsMatchTheParser(t *testing.T) {
+	t.Parallel()
+	cases := func(from, to string) []string { return parserCases(t, "caddyfile.go", from, to) }
 	check := func(list, parsed []string, what string, ignore ...string) {
 		for _, p := range parsed {
 			if !slices.Contains(list, p) && !slices.Contains(ignore, p) {

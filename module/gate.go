@@ -160,7 +160,8 @@ type Gate struct {
 	rules          policy.Rules
 	matchValues    []string
 	store          policy.Counters
-	storeInProcess bool // the memory store: it never loses a reply
+	storeInProcess bool                  // the memory store: it never loses a reply
+	revocationView policy.RevocationView // the store's in-process revocations, if it keeps them
 	voids          *voidQueue
 	storeKey       string
 	keyKeys        []string
@@ -228,7 +229,12 @@ func (g *Gate) provisionGate() error {
 	if err := g.provisionVerifier(); err != nil {
 		return err
 	}
-	return g.provisionStore()
+	if err := g.provisionStore(); err != nil {
+		return err
+	}
+	// Resolved once: the hot path asks the view, not the type system.
+	g.revocationView, _ = g.store.(policy.RevocationView)
+	return nil
 }
 
 func (g *Gate) provisionOptions() error {

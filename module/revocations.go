@@ -20,11 +20,10 @@ func (g *Gate) revokedInProcess(lic *policy.License, now time.Time) (rej *policy
 	if lic.HasCredits || lic.Seats > 0 {
 		return nil, false
 	}
-	v, ok := g.store.(policy.RevocationView)
-	if !ok {
+	if g.revocationView == nil {
 		return nil, false
 	}
-	revoked, known := v.IsRevoked(licenseKey(lic), now)
+	revoked, known := g.revocationView.IsRevoked(licenseKey(lic), now)
 	if !known {
 		return nil, false
 	}

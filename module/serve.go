@@ -117,12 +117,9 @@ func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now
 		// store answers every call, so its charges need no id to void.
 		c.Request = newRequestID()
 	}
-	if lic.HasCredits {
-		c.Limit = lic.Credits
-	}
 	undo := policy.Undo{Key: c.Key, Request: c.Request, Hardware: hardware}
 	if lic.HasCredits {
-		undo.Cost = c.Cost
+		c.Limit, undo.Cost = lic.Credits, c.Cost
 	}
 	start := time.Now()
 	res, err := g.store.Charge(r.Context(), &c)
