@@ -2,6 +2,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net"
 	"strconv"
@@ -74,6 +76,10 @@ const revokedShards = 256
 type revocationWatch struct {
 	every   time.Duration
 	onError func(error)
+	// origin names this watch in the messages it publishes: it applies
+	// its own changes at once and in order, so their messages, which may
+	// arrive after a later change of its own, are skipped.
+	origin string
 
 	known  atomic.Bool  // the index was read once
 	count  atomic.Int64 // entries over all shards
@@ -109,7 +115,7 @@ func (s *Store) WatchRevocations(every time.Duration, onError func(error)) {
 	if every <= 0 {
 		every = DefaultRevocationSync
 	}
-	w := &revocationWatch{every: every, onError: onError,
+	w := &revocationWatch{every: every, onError: onError, origin: newOrigin(),
 		resync: make(chan struct{}, 1), stop: make(chan struct{})}
 	// No channel yet, so no connection: the receiving loop subscribes,
 	// and the caller (Caddy provisioning a config) does not wait for it.
@@ -171,7 +177,11 @@ func (s *Store) publishRevocation(ctx context.Context, key policy.LicenseKey, un
 		}
 		// Forget revocations that have ended.
 		p.ZRemRangeByScore(ctx, idx, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
-		publish = p.Publish(ctx, idx, strconv.FormatInt(until, 10)+" "+tag)
+		origin := "-"
+		if s.watch != nil {
+			origin = s.watch.origin
+		}
+		publish = p.Publish(ctx, idx, strconv.FormatInt(until, 10)+" "+tag+" "+origin)
 		return nil
 	})
 	// The index must hold the change; the message only makes it arrive
@@ -218,18 +228,27 @@ func (rs revokedSet) apply(u revocationUpdate) {
 	}
 }
 
-// parseRevocation reads a channel message; ok is false for a malformed one.
-func parseRevocation(msg string) (u revocationUpdate, ok bool) {
+// parseRevocation reads a channel message, "<until ms> <tag> [<origin>]";
+// ok is false for a malformed one.
+func parseRevocation(msg string) (u revocationUpdate, origin string, ok bool) {
 	ms, tag, found := strings.Cut(msg, " ")
 	if !found {
-		return u, false
+		return u, "", false
 	}
+	tag, origin, _ = strings.Cut(tag, " ")
 	until, err := strconv.ParseInt(ms, 10, 64)
 	if err != nil || until < 0 {
-		return u, false
+		return u, "", false
 	}
 	t, ok := parseTag(tag)
-	return revocationUpdate{tag: t, until: until}, ok
+	return revocationUpdate{tag: t, until: until}, origin, ok
+}
+
+// newOrigin is a random name for a watch's messages.
+func newOrigin() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // parseTag reads a tag as Tag writes it: TagLen lowercase hex digits.
@@ -290,7 +309,7 @@ func (s *Store) receiveRevocations(w *revocationWatch) {
 				w.askResync()
 			}
 		case *redis.Message:
-			if u, ok := parseRevocation(m.Payload); ok {
+			if u, origin, ok := parseRevocation(m.Payload); ok && origin != w.origin {
 				w.apply(u)
 			}
 		}
