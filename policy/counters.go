@@ -41,6 +41,17 @@ type Charge struct {
 	// take it back, and counts nothing when its id was undone (or
 	// charged) before. See Undo.
 	Request string
+	// Block asks the store to reserve, beside Cost, a block of credits
+	// that this gateway then serves in process, with no round trip (0:
+	// none; only with a Limit, only from a store that implements Blocks).
+	// The store grants all of it or nothing, by BlockGrantable, and says
+	// which in Result.Block. Reserved credits count as used at once.
+	Block int64
+	// EndBlock ends, in the same round trip, this gateway's previous
+	// block under Key, all of it served: its size, dropped from the
+	// credits leased (0: none). A block with credits left ends by
+	// Blocks.ReturnBlock instead.
+	EndBlock int64
 }
 
 // UndoWindow is how long a store remembers a charged request id (and an
@@ -67,6 +78,10 @@ type Undo struct {
 	// later request has refreshed it (a void); a refund keeps the seat, as
 	// the client did use it.
 	Seat bool
+	// Block is the Charge's Block: a void gives it back too (and ends it)
+	// when the store granted it, as the gateway that asked never learned
+	// of it. A refund leaves it (0).
+	Block int64
 	// Ran tells that the Charge is known to have run (its reply came: a
 	// refund). Should its record be gone (older than UndoWindow, as
 	// after a slow upstream), the credits are given back all the same.
@@ -96,6 +111,8 @@ type Result struct {
 	Used int64
 	// RetryAfter is, for SeatsFull, the time until the oldest seat lapses.
 	RetryAfter time.Duration
+	// Block is the block of credits granted (Charge.Block, or 0).
+	Block int64
 }
 
 // Usage is what the store holds about one license, for the admin API.
@@ -106,6 +123,10 @@ type Usage struct {
 	Revoked      bool   `json:"revoked"`
 	RevokedUntil int64  `json:"revoked_until,omitempty"`
 	Seats        int64  `json:"seats_in_use"`
+	// Leased is the credits reserved in gateways' blocks (see Blocks)
+	// and not yet returned: some may have been served already. Used
+	// does not include them; Left excludes them.
+	Leased int64 `json:"credits_leased"`
 	// HasLimit tells whether a charge was seen: Limit is then the credits
 	// of the last token charged under the key, and Left what remains.
 	HasLimit bool  `json:"-"`
@@ -114,13 +135,13 @@ type Usage struct {
 }
 
 // SetLimit records a known limit (a negative one is unknown) and derives
-// Left from Used.
+// Left from Used and Leased.
 func (u *Usage) SetLimit(limit int64) {
 	if limit < 0 {
 		u.HasLimit, u.Limit, u.Left = false, 0, 0
 		return
 	}
-	u.HasLimit, u.Limit, u.Left = true, limit, Remaining(limit, u.Used)
+	u.HasLimit, u.Limit, u.Left = true, limit, Remaining(limit, u.Used+u.Leased)
 }
 
 // ErrOutOfRange is returned, before any change, by Revoke for an end
