@@ -19,21 +19,22 @@ func (s *Store) Charge(ctx context.Context, c *policy.Charge) (policy.Result, er
 	ttl := c.SessionTTL.Milliseconds()
 	v, err := s.runOnce(ctx, chargeScript, s.keys(c.Key),
 		now, c.Cost, c.Limit, c.Seats, c.Hardware, ttl, now-ttl, expiresMs(c.Expires),
-		c.Request, reqScore(c.Now.Add(-policy.UndoWindow)), reqScore(c.Now))
+		c.Request, reqScore(c.Now.Add(-policy.UndoWindow)), reqScore(c.Now), max(c.Block, 0), max(c.EndBlock, 0))
 	if err != nil {
 		return policy.Result{}, storeErr("charge", err)
 	}
 	r, ok := v.([]any)
-	if !ok || len(r) != 3 {
+	if !ok || len(r) != 4 {
 		return policy.Result{}, storeErr("charge", fmt.Errorf("unexpected reply %v", v))
 	}
 	code, ok1 := r[0].(int64)
 	used, err := parseCount(r[1])
 	retry, ok2 := r[2].(int64)
-	if !ok1 || !ok2 || err != nil {
+	block, ok3 := r[3].(int64)
+	if !ok1 || !ok2 || !ok3 || err != nil {
 		return policy.Result{}, storeErr("charge", fmt.Errorf("unexpected reply %v", v))
 	}
-	res := policy.Result{Used: used}
+	res := policy.Result{Used: used, Block: block}
 	switch code {
 	case 0:
 		res.Outcome = policy.Allowed
@@ -72,9 +73,13 @@ func (s *Store) Undo(ctx context.Context, u *policy.Undo) error {
 	if u.Seat {
 		seat = 1
 	}
-	_, err := s.runOnce(ctx, undoScript, []string{k[0], k[1], k[5]},
+	block := max(u.Block, 0)
+	if u.Ran {
+		block = 0 // a refund never touches blocks
+	}
+	_, err := s.runOnce(ctx, undoScript, []string{k[0], k[1], k[5], k[6]},
 		u.Request, u.Cost, u.Hardware, seat, reqScore(u.Now), reqScore(u.Now.Add(-policy.UndoWindow)),
-		u.Now.Add(policy.UndoWindow).UnixMilli(), boolArg(u.Ran))
+		u.Now.Add(policy.UndoWindow).UnixMilli(), boolArg(u.Ran), block)
 	if err != nil {
 		return storeErr("undo", err)
 	}
@@ -89,10 +94,16 @@ func boolArg(b bool) int {
 	return 0
 }
 
-// reqScore is t's score in a license's req set: 4 × unix ms, leaving the
-// two low bits for flags (exact in a double until the year 20000).
+// reqScore is t's score in a license's req set: 8 × unix ms, leaving the
+// three low bits for flags (exact in a double until the year 30000).
+//
+// Before credit blocks the score was 4 × unix ms. A gateway of that
+// version sharing Redis with this one (a rolling upgrade) scores its
+// records so low that this version's charges forget them at once: for
+// the upgrade's minute (policy.UndoWindow), a void of the old gateway's
+// may not stop its timed-out charge from counting.
 func reqScore(t time.Time) int64 {
-	return 4 * t.UnixMilli()
+	return 8 * t.UnixMilli()
 }
 
 // Revoke implements policy.Counters. The revocation key holds its end in
@@ -137,17 +148,19 @@ func (s *Store) Usage(ctx context.Context, key policy.LicenseKey, now time.Time)
 		return u, storeErr("usage", err)
 	}
 	r, ok := v.([]any)
-	if !ok || len(r) != 4 {
+	if !ok || len(r) != 5 {
 		return u, storeErr("usage", fmt.Errorf("unexpected reply %v", v))
 	}
 	used, err1 := parseCount(r[0])
 	seats, ok := r[1].(int64)
 	until, err2 := parseCount(r[2])
 	limit, err3 := parseCount(r[3])
-	if err1 != nil || err2 != nil || err3 != nil || !ok {
+	leased, err4 := parseCount(r[4])
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || !ok {
 		return u, storeErr("usage", fmt.Errorf("unexpected reply %v", v))
 	}
-	u.Used, u.Seats = used, seats
+	// The store's used holds the blocks; Usage reports them apart.
+	u.Used, u.Leased, u.Seats = used-leased, leased, seats
 	u.SetLimit(limit)
 	if until > 0 {
 		u.Revoked, u.RevokedUntil = true, time.UnixMilli(until).Unix()
@@ -155,13 +168,18 @@ func (s *Store) Usage(ctx context.Context, key policy.LicenseKey, now time.Time)
 	return u, nil
 }
 
-// AdjustCredits implements policy.Counters, atomically (see adjustLua).
+// AdjustCredits implements policy.Counters, atomically (see adjustLua). A
+// reset sets the store's used to the credits leased in blocks, not to 0:
+// gateways may still serve them (Usage, which reports blocks apart, shows
+// 0 used). The result is the used Usage would report. The change is then published (see WatchCredits), so
+// that gateways drop their blocks and take fresh ones.
 func (s *Store) AdjustCredits(ctx context.Context, key policy.LicenseKey, add int64, reset bool, expires time.Time) (int64, error) {
 	r := 0
 	if reset {
 		r = 1
 	}
-	v, err := s.runOnce(ctx, adjustScript, s.keys(key)[:1], add, r, expiresMs(expires), int64(policy.MaxUsed))
+	k := s.keys(key)
+	v, err := s.runOnce(ctx, adjustScript, []string{k[0], k[6]}, add, r, expiresMs(expires), int64(policy.MaxUsed))
 	if err != nil {
 		// The script's own refusal ("out of range", "ERR out of range"
 		// on some versions), not a failure of the store.
@@ -170,11 +188,18 @@ func (s *Store) AdjustCredits(ctx context.Context, key policy.LicenseKey, add in
 		}
 		return 0, storeErr("adjust credits", err)
 	}
-	used, err := parseCount(v)
-	if err != nil {
-		return 0, storeErr("adjust credits", err)
+	reply, ok := v.([]any)
+	if !ok || len(reply) != 2 {
+		return 0, storeErr("adjust credits", fmt.Errorf("unexpected reply %v", v))
 	}
-	return used, nil
+	used, err1 := parseCount(reply[0])
+	leased, err2 := parseCount(reply[1])
+	if err1 != nil || err2 != nil {
+		return 0, storeErr("adjust credits", fmt.Errorf("unexpected reply %v", v))
+	}
+	s.publishCredits(ctx, key)
+	// As Usage reports it: blocks apart.
+	return used - leased, nil
 }
 
 // expiresMs is t in unix ms, or 0 (never) for the zero time.

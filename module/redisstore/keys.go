@@ -50,9 +50,9 @@ func (s *Store) writeBase(b *strings.Builder, k policy.LicenseKey, extra int) {
 	b.WriteString("}:")
 }
 
-// keySuffixes end license keys: used, seats, revoked, seats_ttl, limit
-// and req, in the order the scripts take them.
-var keySuffixes = [...]string{"used", "seats", "revoked", "seats_ttl", "limit", "req"}
+// keySuffixes end license keys: used, seats, revoked, seats_ttl, limit,
+// req and leased, in the order the scripts take them.
+var keySuffixes = [...]string{"used", "seats", "revoked", "seats_ttl", "limit", "req", "leased"}
 
 // keys returns license k's keys (see keySuffixes). They are cut from one
 // string, so a charge allocates two objects for its keys rather than one

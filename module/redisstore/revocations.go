@@ -27,7 +27,10 @@ import (
 //     It is one well-known key, so it lives in one Cluster slot; the charge
 //     script, which touches one license's slot only, never reads it.
 //   - the channel <prefix>revocations carries "<until ms> <tag>" for a
-//     revocation and "0 <tag>" for its lifting.
+//     revocation and "0 <tag>" for its lifting (then the origin, see
+//     revocationWatch). It also carries the credit changes of blocks.go,
+//     "credits …", whose first word is no number: a revocation watch (of
+//     this version or an older one) skips them as malformed.
 //
 // A Store that watches (WatchRevocations) keeps the set of revoked tags in
 // process: it applies each message at once and reads the whole index again
@@ -272,22 +275,35 @@ func parseTag(s string) (tagBytes, bool) {
 // while it was not subscribed are lost.
 func (s *Store) receiveRevocations(w *revocationWatch) {
 	defer w.wg.Done()
+	receive(w.ps, s.revocationsKey(), w.every, w.stop, w.askResync, func(payload string) {
+		if u, origin, ok := parseRevocation(payload); ok && origin != w.origin {
+			w.apply(u)
+		}
+	})
+}
+
+// receive subscribes ps to channel and hands each message's payload to
+// onMessage, and each (re)subscription to onSubscribe, until stop is
+// closed (or ps is). every paces the checks of a silent connection and
+// bounds the wait between reconnections.
+func receive(ps *redis.PubSub, channel string, every time.Duration, stop <-chan struct{},
+	onSubscribe func(), onMessage func(string)) {
 	ctx := context.Background()
 	// Subscribe records the channel even when Redis is down; each
 	// receive then connects (and subscribes) when it can.
-	_ = w.ps.Subscribe(ctx, s.revocationsKey())
+	_ = ps.Subscribe(ctx, channel)
 	var backoff time.Duration // none before the first reconnection
 	for {
 		// A bounded wait, then a PING on the same connection: a
 		// connection that died silently is found and replaced.
-		msg, err := w.ps.ReceiveTimeout(ctx, 4*w.every)
+		msg, err := ps.ReceiveTimeout(ctx, 4*every)
 		if err != nil {
-			if errors.Is(err, redis.ErrClosed) || w.isStopped() {
+			if errors.Is(err, redis.ErrClosed) || isClosed(stop) {
 				return
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				_ = w.ps.Ping(ctx)
+				_ = ps.Ping(ctx)
 				continue
 			}
 			// The connection broke: go-redis dials again (and
@@ -295,30 +311,29 @@ func (s *Store) receiveRevocations(w *revocationWatch) {
 			// then after a wait growing up to the interval while Redis
 			// cannot be reached.
 			select {
-			case <-w.stop:
+			case <-stop:
 				return
 			case <-time.After(backoff):
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), w.every)
+			backoff = min(max(2*backoff, 100*time.Millisecond), every)
 			continue
 		}
 		backoff = 0
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" {
-				w.askResync()
+			if m.Kind == "subscribe" && onSubscribe != nil {
+				onSubscribe()
 			}
 		case *redis.Message:
-			if u, origin, ok := parseRevocation(m.Payload); ok && origin != w.origin {
-				w.apply(u)
-			}
+			onMessage(m.Payload)
 		}
 	}
 }
 
-func (w *revocationWatch) isStopped() bool {
+// isClosed tells whether stop is closed.
+func isClosed(stop <-chan struct{}) bool {
 	select {
-	case <-w.stop:
+	case <-stop:
 		return true
 	default:
 		return false

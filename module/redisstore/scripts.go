@@ -16,11 +16,19 @@ import (
 // the revocation's end in unix ms), KEYS[4] seats_ttl (string, the
 // SessionTTL in ms of the last seat taken, for Usage), KEYS[5] limit
 // (string, the credits of the last token charged, for Usage), KEYS[6] req
-// (sorted set: member a request id, score 4 × the unix ms of its charge
+// (sorted set: member a request id, score 8 × the unix ms of its charge
 // or tombstone plus flags: 1 credits charged and not given back, 2 a new
-// seat taken and not given back; see policy.Undo). Times come from the
+// seat taken and not given back, 4 a block granted and not given back; see
+// policy.Undo), KEYS[7] leased (string, the credits reserved in gateways'
+// blocks and not yet returned, see policy.Blocks; it exists only while a
+// block is out, and expires with the used key). Times come from the
 // caller (Go), never from Redis's TIME, so a gateway's clock (or a
 // test's) decides.
+//
+// Credits in blocks count in used from their grant on, so every check of
+// used against a limit (this charge's, a lease's) counts them as spent;
+// leased only tells how many of them gateways still hold, for the grant
+// rule (policy.BlockGrantable), a reset (AdjustCredits) and Usage.
 //
 // Numbers: Lua numbers are doubles. Credit counts are passed as decimal
 // strings and handed to INCRBY/DECRBY unchanged, and counts are returned as
@@ -28,23 +36,49 @@ import (
 // comparison done in Lua, cost > limit - used, is exact for limit and cost
 // in [0, policy.MaxCredits] and any used: with both operands at most 2^53
 // the subtraction is exact where it matters, and beyond that the rounded
-// result stays on the same side of cost.
+// result stays on the same side of cost. The grant rule's figures are
+// exact too where they decide (a left credit count near the block's size
+// is small); a huge left (after top ups) grants either way.
+
+// unleaseLua defines unlease(n): the leased key (KEYS[7] in the charge,
+// the last key elsewhere, passed as k) drops by n credits, never below 0;
+// at 0 it is deleted, so that a license without blocks keeps no such key.
+const unleaseLua = `
+local function unlease(k, n)
+  local l = redis.call('GET', k)
+  if l then
+    if tonumber(l) > tonumber(n) then
+      redis.call('DECRBY', k, n)
+    else
+      redis.call('DEL', k)
+    end
+  end
+end
+`
 
 // chargeLua is the whole of a Charge.
 //
 // ARGV: 1 now ms, 2 cost, 3 limit (-1: no credits), 4 seats (0: no limit),
 // 5 hardware id, 6 session ttl ms, 7 seat cutoff ms (now - ttl),
 // 8 expires ms (0: never), 9 request id (”: none), 10 the req score
-// below which ids are forgotten (4 × (now - policy.UndoWindow)), 11 the
-// req score of now (4 × now).
+// below which ids are forgotten (8 × (now - policy.UndoWindow)), 11 the
+// req score of now (8 × now), 12 the block asked (0: none), 13 the size of
+// a block that ends (0: none).
 //
-// Returns {outcome, used, retry_ms}: outcome 0 allowed, 1 revoked,
+// The ending block (ARGV[13]) leaves leased first, whatever the outcome:
+// the gateway served all of it, and learns nothing of this charge when it
+// times out. Then, after an allowed charge with a limit, a block of
+// ARGV[12] credits is granted when policy.BlockGrantable says so (stated
+// again below): used and leased both grow by it, and the request's record
+// gets flag 4, so that a void gives it back.
+//
+// Returns {outcome, used, retry_ms, block}: outcome 0 allowed, 1 revoked,
 // 2 credits exhausted, 3 seats full, 4 duplicate (the request id was
-// undone or charged before); used the credits used after the
-// charge (before it when refused; "0" when revoked), as a decimal string;
-// retry_ms, for seats full, the milliseconds until the oldest seat lapses
-// (otherwise 0).
-const chargeLua = `
+// undone or charged before); used the credits used after the charge and
+// the block granted (before it when refused; "0" when revoked), as a
+// decimal string; retry_ms, for seats full, the milliseconds until the
+// oldest seat lapses (otherwise 0); block the credits granted (0: none).
+const chargeLua = unleaseLua + `
 local now = tonumber(ARGV[1])
 
 -- Forget k when its expiry has passed by the caller's clock (Redis
@@ -66,18 +100,22 @@ local function extend(k)
   end
 end
 
+if ARGV[13] ~= '0' then
+  unlease(KEYS[7], ARGV[13])
+end
+
 local req = ARGV[9]
 if req ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[10])
   if redis.call('ZSCORE', KEYS[6], req) then
     lapse(KEYS[1])
-    return {4, redis.call('GET', KEYS[1]) or '0', 0}
+    return {4, redis.call('GET', KEYS[1]) or '0', 0, 0}
   end
 end
 
 local revoked = redis.call('GET', KEYS[3])
 if revoked and tonumber(revoked) > now then
-  return {1, '0', 0}
+  return {1, '0', 0, 0}
 end
 
 lapse(KEYS[1])
@@ -91,21 +129,40 @@ if seats > 0 then
   if not redis.call('ZSCORE', KEYS[2], ARGV[5]) then
     if redis.call('ZCARD', KEYS[2]) >= seats then
       local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-      return {3, used, tonumber(oldest[2]) + tonumber(ARGV[6]) - now}
+      return {3, used, tonumber(oldest[2]) + tonumber(ARGV[6]) - now, 0}
     end
     flags = 2
   end
 end
 
+local granted = 0
 local limit = tonumber(ARGV[3])
 if limit >= 0 then
   if tonumber(ARGV[2]) > limit - tonumber(used) then
-    return {2, used, 0}
+    return {2, used, 0, 0}
   end
   if ARGV[2] ~= '0' then
     flags = flags + 1
   end
   redis.call('INCRBY', KEYS[1], ARGV[2])
+  if ARGV[12] ~= '0' then
+    -- policy.BlockGrantable(left, leased, want), left counting this
+    -- charge: after the grant, 10 (policy.BlockFactor) times all
+    -- credits leased, the new block's included, must stay unreserved;
+    -- a block is at most 2^32 (policy.MaxBlock).
+    local want = tonumber(ARGV[12])
+    lapse(KEYS[7])
+    local leased = tonumber(redis.call('GET', KEYS[7]) or '0')
+    local after = limit - tonumber(used) - tonumber(ARGV[2]) - want
+    if want > 0 and want <= 4294967296 and leased >= 0 and after >= 0
+        and math.floor(after / 10) >= leased + want then
+      redis.call('INCRBY', KEYS[1], ARGV[12])
+      redis.call('INCRBY', KEYS[7], ARGV[12])
+      extend(KEYS[7])
+      granted = want
+      flags = flags + 4
+    end
+  end
   used = redis.call('GET', KEYS[1])
   extend(KEYS[1])
   redis.call('SET', KEYS[5], ARGV[3], 'KEEPTTL')
@@ -123,24 +180,28 @@ if req ~= '' and flags > 0 then
   redis.call('ZADD', KEYS[6], tonumber(ARGV[11]) + flags, req)
   extend(KEYS[6])
 end
-return {0, used, 0}
+return {0, used, 0, granted}
 `
 
-// undoLua is the whole of a policy.Undo. KEYS: used, seats, req (as for
-// chargeLua).
+// undoLua is the whole of a policy.Undo. KEYS: used, seats, req, leased
+// (as for chargeLua).
 //
 // ARGV: 1 request id, 2 cost, 3 hardware id, 4 '1' to give back a new
-// seat too, 5 the req score of now (4 × now ms), 6 the req score below
+// seat too, 5 the req score of now (8 × now ms), 6 the req score below
 // which ids are forgotten, 7 the ms until which a tombstone must live
 // (now + policy.UndoWindow), 8 '1' when the charge is known to have run
-// (a refund: with its record gone, the credits are given back anyway).
+// (a refund: with its record gone, the credits are given back anyway),
+// 9 the block the charge asked (0: none).
 //
 // A request id not seen is left as a tombstone (flags 0), so its charge
 // counts nothing should it come later. One seen gives back what its flags
-// still hold: the credits (when the counter still exists), and, with
-// ARGV[4], the seat if it is still held since that very charge (same
-// score). Returns 1 when a charge was taken back, 0 otherwise.
-const undoLua = `
+// still hold: the credits (when the counter still exists); for a void
+// (not ARGV[8]) the block it was granted too, to used and to leased; and,
+// with ARGV[4], the seat if it is still held since that very charge (same
+// score). A refund keeps the block: the gateway that asked got it. Either
+// way the flags are cleared (but a seat kept), so nothing is given back
+// twice. Returns 1 when a charge was taken back, 0 otherwise.
+const undoLua = unleaseLua + `
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
 local s = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if not s then
@@ -155,21 +216,28 @@ if not s then
   return 0
 end
 local score = tonumber(s)
-local flags = score % 4
+local flags = score % 8
 local base = score - flags
 if flags == 0 then
   return 0
 end
-if flags % 2 == 1 and redis.call('EXISTS', KEYS[1]) == 1 then
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if flags % 2 == 1 and exists then
   redis.call('DECRBY', KEYS[1], ARGV[2])
 end
+if flags >= 4 and ARGV[8] ~= '1' and ARGV[9] ~= '0' then
+  if exists then
+    redis.call('DECRBY', KEYS[1], ARGV[9])
+  end
+  unlease(KEYS[4], ARGV[9])
+end
 local keep = 0
-if flags >= 2 then
+if flags % 4 >= 2 then
   keep = 2
   if ARGV[4] == '1' then
     keep = 0
     local seen = redis.call('ZSCORE', KEYS[2], ARGV[3])
-    if seen and tonumber(seen) * 4 == base then
+    if seen and tonumber(seen) * 8 == base then
       redis.call('ZREM', KEYS[2], ARGV[3])
     end
   end
@@ -187,14 +255,18 @@ end
 return 0
 `
 
-// adjustLua changes KEYS[1]: with ARGV[2] == '1' it first resets to 0,
-// then it subtracts ARGV[1], and makes the key live at least until
-// ARGV[3] ms (0: leave the expiry). A result beyond ±ARGV[4] (MaxUsed) is
-// refused with the error reply "out of range" before anything changes.
-// Returns the new used as a string.
+// adjustLua changes KEYS[1] (used): with ARGV[2] == '1' it first resets
+// it to the credits leased in blocks (KEYS[2]; 0 without), which gateways
+// may still serve and so stay counted, then it subtracts ARGV[1], and
+// makes the key live at least until ARGV[3] ms (0: leave the expiry). A
+// result beyond ±ARGV[4] (MaxUsed) is refused with the error reply "out
+// of range" before anything changes. Returns {used, leased}: the new
+// used (blocks included) and the credits leased, as strings.
 const adjustLua = `
 local base = 0
-if ARGV[2] ~= '1' then
+if ARGV[2] == '1' then
+  base = tonumber(redis.call('GET', KEYS[2]) or '0')
+else
   base = tonumber(redis.call('GET', KEYS[1]) or '0')
 end
 local bound = tonumber(ARGV[4])
@@ -203,7 +275,7 @@ if after > bound or after < -bound then
   return redis.error_reply('out of range')
 end
 if ARGV[2] == '1' then
-  redis.call('SET', KEYS[1], '0', 'KEEPTTL')
+  redis.call('SET', KEYS[1], redis.call('GET', KEYS[2]) or '0', 'KEEPTTL')
 end
 redis.call('DECRBY', KEYS[1], ARGV[1])
 local used = redis.call('GET', KEYS[1])
@@ -213,16 +285,18 @@ if ARGV[3] ~= '0' then
     redis.call('PEXPIREAT', KEYS[1], ARGV[3])
   end
 end
-return used
+return {used, redis.call('GET', KEYS[2]) or '0'}
 `
 
 // usageLua reads what is held for a license at ARGV[1] (now ms), forgetting
 // (without deleting) what has expired by that clock. Seats count when seen
 // within the SessionTTL of the last seat taken (as policy.Memory does).
 //
-// Returns {used, seats, revoked_until, limit}: used as a string, seats an
-// integer, revoked_until the revocation's end in ms as a string ("0" when
-// none), limit the credits of the last token charged ("-1" when unknown).
+// Returns {used, seats, revoked_until, limit, leased}: used (blocks
+// included) as a string, seats an integer, revoked_until the revocation's
+// end in ms as a string ("0" when none), limit the credits of the last
+// token charged ("-1" when unknown), leased the credits in blocks as a
+// string.
 const usageLua = `
 local now = tonumber(ARGV[1])
 local function live(k)
@@ -246,7 +320,11 @@ local limit = '-1'
 if live(KEYS[5]) then
   limit = redis.call('GET', KEYS[5]) or '-1'
 end
-return {used, seats, revoked, limit}
+local leased = '0'
+if live(KEYS[7]) then
+  leased = redis.call('GET', KEYS[7]) or '0'
+end
+return {used, seats, revoked, limit, leased}
 `
 
 // The scripts, hashed once.
@@ -256,6 +334,7 @@ var (
 	adjustScript = redis.NewScript(adjustLua)
 	undoScript   = redis.NewScript(undoLua)
 	usageScript  = redis.NewScript(usageLua)
+	returnScript = redis.NewScript(returnBlockLua)
 
 	scriptSource = map[*redis.Script]string{
 		chargeScript: chargeLua,
@@ -263,6 +342,7 @@ var (
 		adjustScript: adjustLua,
 		undoScript:   undoLua,
 		usageScript:  usageLua,
+		returnScript: returnBlockLua,
 	}
 )
 

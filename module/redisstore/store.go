@@ -5,8 +5,9 @@
 // Each request costs one round trip: a Lua script checks the revocation,
 // takes the seat and charges the credits atomically. All keys of one
 // license share a hash tag derived from its issuer and counting key (see
-// Tag), `<prefix>{<tag>}:used`, `…:seats`, `…:revoked`, `…:seats_ttl` and
-// `…:limit`, so they live in one Cluster slot whatever the key string.
+// Tag), `<prefix>{<tag>}:used`, `…:seats`, `…:revoked`, `…:seats_ttl`,
+// `…:limit`, `…:req` and, while a credit block is out (blocks.go),
+// `…:leased`, so they live in one Cluster slot whatever the key string.
 // Counters expire with their token (PEXPIREAT at Charge.Expires).
 //
 // The scripts use PEXPIRETIME, so Redis 7.0 or later (or Valkey) is needed.
@@ -89,6 +90,8 @@ type Store struct {
 	replicaTimeout time.Duration
 	// watch keeps the revocations in process (see WatchRevocations).
 	watch *revocationWatch
+	// credits are the running WatchCredits.
+	credits creditWatches
 }
 
 // New returns a Store for o. It does not connect: the first command does,
@@ -178,6 +181,7 @@ var ErrPrefixBrace = errors.New("redisstore: the key prefix may not contain { or
 // Close closes the connections.
 func (s *Store) Close() error {
 	s.watch.stopWatching()
+	s.credits.stopAll()
 	return s.client.Close()
 }
 

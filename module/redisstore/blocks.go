@@ -1,0 +1,171 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// Credit blocks (policy.Blocks). A charge may ask a block beside its cost
+// (Charge.Block); chargeLua grants it, all or nothing, by
+// policy.BlockGrantable, adding it to the license's used key at once and to
+// its leased key (created only then, so a license without blocks costs no
+// memory more). A gateway ends a block it served whole in its next charge
+// (Charge.EndBlock) and one it did not with ReturnBlock; a void gives back
+// a block its charge was granted (undoLua). AdjustCredits publishes the
+// change on the revocation channel, and WatchCredits delivers it.
+
+// returnBlockLua ends a block: KEYS[1] used drops by ARGV[2] (the credits
+// not served), only when it exists (the counters may have expired with
+// the token), and KEYS[2] leased by ARGV[1] (the block's size), never
+// below 0. Returns 0.
+const returnBlockLua = unleaseLua + `
+if ARGV[2] ~= '0' and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('DECRBY', KEYS[1], ARGV[2])
+end
+unlease(KEYS[2], ARGV[1])
+return 0
+`
+
+// ErrBlockReturn is returned, changing nothing, by ReturnBlock for a size
+// or an unused count outside 0 ≤ unused ≤ size ≤ policy.MaxBlock: giving
+// back more than was granted would grant credits the license never had.
+var ErrBlockReturn = errors.New("redisstore: a block's return outside 0 ≤ unused ≤ size ≤ MaxBlock")
+
+// ReturnBlock implements policy.Blocks in one round trip (see
+// returnBlockLua). It is never retried: a return that may have run must
+// not give the credits back twice; one that failed leaves them reserved.
+func (s *Store) ReturnBlock(ctx context.Context, key policy.LicenseKey, size, unused int64) error {
+	if unused < 0 || size < unused || size > policy.MaxBlock {
+		return fmt.Errorf("%w: size %d, unused %d", ErrBlockReturn, size, unused)
+	}
+	if size == 0 {
+		return nil
+	}
+	k := s.keys(key)
+	if _, err := s.runOnce(ctx, returnScript, []string{k[0], k[6]}, size, unused); err != nil {
+		return storeErr("return block", err)
+	}
+	return nil
+}
+
+// creditsWord starts a credits-changed message on the revocation channel:
+// "credits <issuer length> <issuer><key>". The license travels whole (a
+// tag would not tell a gateway which of its blocks it names), its issuer
+// prefixed by its length, so either part may hold any byte.
+const creditsWord = "credits "
+
+// creditsMessage is the channel message for a credit change of k.
+func creditsMessage(k policy.LicenseKey) string {
+	n := strconv.Itoa(len(k.Issuer))
+	var b strings.Builder
+	b.Grow(len(creditsWord) + len(n) + 1 + len(k.Issuer) + len(k.Key))
+	b.WriteString(creditsWord)
+	b.WriteString(n)
+	b.WriteByte(' ')
+	b.WriteString(k.Issuer)
+	b.WriteString(k.Key)
+	return b.String()
+}
+
+// parseCredits reads a credits-changed message; ok is false for any other
+// message (a revocation's) or a malformed one.
+func parseCredits(msg string) (k policy.LicenseKey, ok bool) {
+	rest, found := strings.CutPrefix(msg, creditsWord)
+	if !found {
+		return k, false
+	}
+	n, rest, found := strings.Cut(rest, " ")
+	if !found || n == "" || (len(n) > 1 && n[0] == '0') {
+		return k, false
+	}
+	size, err := strconv.Atoi(n)
+	if err != nil || size < 0 || size > len(rest) {
+		return k, false
+	}
+	return policy.LicenseKey{Issuer: rest[:size], Key: rest[size:]}, true
+}
+
+// publishCredits tells every watching gateway (WatchCredits) that k's
+// credits changed. A message lost (PUBLISH failed, a gateway was not
+// subscribed) costs no exactness: blocks are counted as used, a reset
+// keeps them counted, and a gateway that keeps its block after a top up
+// only serves from it until it is spent or idle.
+func (s *Store) publishCredits(ctx context.Context, k policy.LicenseKey) {
+	_ = s.client.Publish(ctx, s.revocationsKey(), creditsMessage(k)).Err()
+}
+
+// creditWatches are a Store's running WatchCredits, stopped by Close.
+type creditWatches struct {
+	mu    sync.Mutex
+	stops map[*creditWatch]struct{}
+}
+
+// creditWatch is one WatchCredits: its subscription and goroutine.
+type creditWatch struct {
+	ps      *redis.PubSub
+	stop    chan struct{}
+	stopped sync.Once
+	done    chan struct{}
+}
+
+// WatchCredits implements policy.Blocks: it subscribes to the revocation
+// channel (on a connection of its own) and calls f, from one goroutine,
+// with the license of each credits-changed message, this store's own
+// included, until stop is called or the store is closed. Messages
+// published while it was not subscribed (Redis down, reconnecting) are
+// lost; see publishCredits for why that is safe.
+func (s *Store) WatchCredits(f func(policy.LicenseKey)) (stop func()) {
+	w := &creditWatch{ps: s.client.Subscribe(context.Background()),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	s.credits.mu.Lock()
+	if s.credits.stops == nil {
+		s.credits.stops = map[*creditWatch]struct{}{}
+	}
+	s.credits.stops[w] = struct{}{}
+	s.credits.mu.Unlock()
+	go func() {
+		defer close(w.done)
+		receive(w.ps, s.revocationsKey(), DefaultRevocationSync, w.stop, nil, func(payload string) {
+			if k, ok := parseCredits(payload); ok {
+				f(k)
+			}
+		})
+	}()
+	return func() {
+		s.credits.mu.Lock()
+		delete(s.credits.stops, w)
+		s.credits.mu.Unlock()
+		w.end()
+	}
+}
+
+// end stops the watch and waits for its goroutine.
+func (w *creditWatch) end() {
+	w.stopped.Do(func() {
+		close(w.stop)
+		// Closing the PubSub ends a receive that is waiting.
+		_ = w.ps.Close()
+	})
+	<-w.done
+}
+
+// stopAll ends every watch still running.
+func (c *creditWatches) stopAll() {
+	c.mu.Lock()
+	all := c.stops
+	c.stops = nil
+	c.mu.Unlock()
+	for w := range all {
+		w.end()
+	}
+}
+
+var _ policy.Blocks = (*Store)(nil)
