@@ -520,16 +520,17 @@ var hostileKeys = map[string]string{
 	"a NUL and newlines": "a\x00b\r\n{c}",
 }
 
-// TestConformanceOnClusterWithHostileKeys runs the whole suite on a real
-// Redis Cluster of three masters, once per hostile key: every key of a
-// license must land in one slot whatever the key string.
+// TestConformanceOnClusterWithHostileKeys runs the whole suite, the block
+// cases included, on a real Redis Cluster of three masters, once per
+// hostile key: every key of a license must land in one slot whatever the
+// key string.
 func TestConformanceOnClusterWithHostileKeys(t *testing.T) {
 	addrs := testredis.StartCluster(t, 3)
 	s := newStore(t, Options{Addresses: addrs, Timeout: 5 * time.Second})
 	base := time.Now().Truncate(time.Second)
 	for name, key := range hostileKeys {
 		t.Run(name, func(t *testing.T) {
-			for _, tc := range conformance {
+			for _, tc := range append(conformance[:len(conformance):len(conformance)], blockConformance...) {
 				t.Run(tc.name, func(t *testing.T) {
 					tc.run(&fixture{
 						t: t,
