@@ -71,3 +71,59 @@ func evalshaUsecPerCall(b *testing.B, srv *testredis.Server) float64 {
 	b.Fatalf("no cmdstat_evalsha in %q", info)
 	return 0
 }
+
+// BenchmarkLicenseMemory reports the Redis memory a license takes (the
+// growth of INFO used_memory over b.N licenses, each charged once with a
+// request id), without and with a credit block granted, and the sum of
+// MEMORY USAGE over one license's keys.
+func BenchmarkLicenseMemory(b *testing.B) {
+	srv := testredis.Start(b)
+	s := newStore(b, Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second})
+	ctx := context.Background()
+	now := time.Now()
+	for _, want := range []int64{0, 100} {
+		b.Run("block "+strconv.FormatInt(want, 10), func(b *testing.B) {
+			run := strconv.FormatInt(time.Now().UnixNano(), 10)
+			before := usedMemory(b, srv)
+			i := 0
+			for b.Loop() {
+				i++
+				c := policy.Charge{Key: lk(run + "-" + strconv.Itoa(i)), Cost: 1, Limit: 1 << 20, Block: want,
+					Request: "r1", Now: now, Expires: now.Add(time.Hour)}
+				if r, err := s.Charge(ctx, &c); err != nil || r.Block != want {
+					b.Fatalf("Charge = %+v, %v", r, err)
+				}
+			}
+			b.ReportMetric(float64(usedMemory(b, srv)-before)/float64(i), "bytes/license")
+			// MEMORY USAGE of the last license's keys, summed.
+			var keys int64
+			for _, k := range s.keys(lk(run + "-" + strconv.Itoa(i))) {
+				if v, err := srv.Do("memory", "usage", k); err == nil && v != "" {
+					n, _ := strconv.ParseInt(v, 10, 64)
+					keys += n
+				}
+			}
+			b.ReportMetric(float64(keys), "key-bytes/license")
+		})
+	}
+}
+
+// usedMemory reads INFO memory's used_memory.
+func usedMemory(b *testing.B, srv *testredis.Server) int64 {
+	b.Helper()
+	info, err := srv.Do("info", "memory")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatalf("no used_memory in %q", info)
+	return 0
+}
