@@ -171,8 +171,9 @@ func (s *Store) Usage(ctx context.Context, key policy.LicenseKey, now time.Time)
 // AdjustCredits implements policy.Counters, atomically (see adjustLua). A
 // reset sets the store's used to the credits leased in blocks, not to 0:
 // gateways may still serve them (Usage, which reports blocks apart, shows
-// 0 used). The result is the used Usage would report. The change is then published (see WatchCredits), so
-// that gateways drop their blocks and take fresh ones.
+// 0 used). The result is the used Usage would report. The change is then
+// published (see WatchCredits), so that gateways drop their blocks and
+// take fresh ones.
 func (s *Store) AdjustCredits(ctx context.Context, key policy.LicenseKey, add int64, reset bool, expires time.Time) (int64, error) {
 	r := 0
 	if reset {
