@@ -50,26 +50,33 @@ func BenchmarkChargeRedisCPU(b *testing.B) {
 // evalshaUsecPerCall reads cmdstat_evalsha's usec_per_call.
 func evalshaUsecPerCall(b *testing.B, srv *testredis.Server) float64 {
 	b.Helper()
-	info, err := srv.Do("info", "commandstats")
+	for field := range strings.SplitSeq(infoField(b, srv, "commandstats", "cmdstat_evalsha"), ",") {
+		if v, ok := strings.CutPrefix(field, "usec_per_call="); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return f
+		}
+	}
+	b.Fatal("no usec_per_call for EVALSHA")
+	return 0
+}
+
+// infoField is the value of name in INFO section.
+func infoField(b *testing.B, srv *testredis.Server, section, name string) string {
+	b.Helper()
+	info, err := srv.Do("info", section)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for line := range strings.SplitSeq(info, "\n") {
-		if !strings.HasPrefix(line, "cmdstat_evalsha:") {
-			continue
-		}
-		for field := range strings.SplitSeq(strings.TrimSpace(strings.TrimPrefix(line, "cmdstat_evalsha:")), ",") {
-			if v, ok := strings.CutPrefix(field, "usec_per_call="); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					b.Fatal(err)
-				}
-				return f
-			}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
 		}
 	}
-	b.Fatalf("no cmdstat_evalsha in %q", info)
-	return 0
+	b.Fatalf("no %s in %q", name, info)
+	return ""
 }
 
 // BenchmarkLicenseMemory reports the Redis memory a license takes (the
@@ -111,19 +118,9 @@ func BenchmarkLicenseMemory(b *testing.B) {
 // usedMemory reads INFO memory's used_memory.
 func usedMemory(b *testing.B, srv *testredis.Server) int64 {
 	b.Helper()
-	info, err := srv.Do("info", "memory")
+	n, err := strconv.ParseInt(infoField(b, srv, "memory", "used_memory"), 10, 64)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				b.Fatal(err)
-			}
-			return n
-		}
-	}
-	b.Fatalf("no used_memory in %q", info)
-	return 0
+	return n
 }
