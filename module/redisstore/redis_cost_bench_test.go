@@ -19,10 +19,18 @@ func BenchmarkChargeRedisCPU(b *testing.B) {
 	s := newStore(b, Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second, NoPipelining: true})
 	ctx := context.Background()
 	now := time.Now()
-	for _, withID := range []bool{false, true} {
+	for _, mode := range []struct {
+		id, block bool
+	}{{false, false}, {true, false}, {true, true}} {
+		withID := mode.id
 		name := "credits"
 		if withID {
 			name += "+request id"
+		}
+		if mode.block {
+			// Each charge ends the previous block and is granted another:
+			// what a gateway's store round trip costs once per block.
+			name += "+block"
 		}
 		b.Run(name, func(b *testing.B) {
 			c := policy.Charge{Key: lk("bench-cpu-" + name + strconv.FormatInt(time.Now().UnixNano(), 10)), Cost: 1, Limit: policy.MaxCredits, Now: now, Expires: now.Add(time.Hour)}
@@ -37,6 +45,9 @@ func BenchmarkChargeRedisCPU(b *testing.B) {
 				if withID {
 					i++
 					c.Request = strconv.Itoa(i)
+				}
+				if mode.block {
+					c.EndBlock, c.Block = c.Block, 100
 				}
 				if r, err := s.Charge(ctx, &c); err != nil || r.Outcome != policy.Allowed {
 					b.Fatalf("Charge = %+v, %v", r, err)
