@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -349,5 +350,60 @@ func TestBlocksStayExactAcrossGatewaysUnderLoad(t *testing.T) {
 	if grants.Load() == 0 || voided.Load() == 0 || returns.Load() == 0 || ended.Load() == 0 {
 		t.Fatalf("%d grants, %d returns, %d ends and %d voids: a path was not exercised",
 			grants.Load(), returns.Load(), ended.Load(), voided.Load())
+	}
+}
+
+func TestDurabilityCoversBlocks(t *testing.T) {
+	master := testredis.Start(t)
+	replica := testredis.StartReplica(t, master)
+	s := newStore(t, Options{Addresses: []string{master.Addr()}, Timeout: 5 * time.Second,
+		Replicas: 1, ReplicaTimeout: time.Second})
+	ctx := context.Background()
+	now := time.Now()
+	key := lk("durable-blocks")
+	charge := func(id string, end int64) (policy.Result, error) {
+		return s.Charge(ctx, &policy.Charge{Key: key, Cost: 1, Limit: 10000, Block: 100, EndBlock: end,
+			Expires: now.Add(time.Hour), Now: now, Request: id})
+	}
+	on := func(srv *testredis.Server) (used, leased string) {
+		t.Helper()
+		k := s.keys(key)
+		used, err1 := srv.Do("GET", k[0])
+		leased, err2 := srv.Do("GET", k[6])
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		return used, leased
+	}
+	if r, err := charge("r1", 0); err != nil || r.Block != 100 {
+		t.Fatalf("Charge with the replica up = %+v, %v", r, err)
+	}
+	if used, leased := on(replica); used != "101" || leased != "100" {
+		t.Fatalf("the replica holds used %q, leased %q right after the grant; want 101, 100", used, leased)
+	}
+
+	replica.Kill()
+	// The first block was served whole; the next charge ends it and is
+	// granted another on the master, unacknowledged.
+	if _, err := charge("r2", 100); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("Charge without the replica = %v, want ErrNotReplicated", err)
+	}
+	if used, leased := on(master); used != "202" || leased != "100" {
+		t.Fatalf("the master holds used %q, leased %q; want 202, 100", used, leased)
+	}
+	// The gateway voids it, block and all, until acknowledged.
+	undo := &policy.Undo{Key: key, Request: "r2", Cost: 1, Block: 100, Now: now}
+	replica.Restart()
+	deadline := time.Now().Add(20 * time.Second)
+	for err := s.Undo(ctx, undo); err != nil; err = s.Undo(ctx, undo) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Undo once the replica is back: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Used keeps the first block (served) and its charge; the ended
+	// block's lease stays ended.
+	if used, leased := on(replica); used != "101" || leased != "" {
+		t.Fatalf("the replica holds used %q, leased %q after the void; want 101 and no leased key", used, leased)
 	}
 }
