@@ -394,13 +394,7 @@ func TestDurabilityCoversBlocks(t *testing.T) {
 	// The gateway voids it, block and all, until acknowledged.
 	undo := &policy.Undo{Key: key, Request: "r2", Cost: 1, Block: 100, Now: now}
 	replica.Restart()
-	deadline := time.Now().Add(20 * time.Second)
-	for err := s.Undo(ctx, undo); err != nil; err = s.Undo(ctx, undo) {
-		if time.Now().After(deadline) {
-			t.Fatalf("Undo once the replica is back: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	undoUntilAcknowledged(t, s, undo)
 	// Used keeps the first block (served) and its charge; the ended
 	// block's lease stays ended.
 	if used, leased := on(replica); used != "101" || leased != "" {
