@@ -163,6 +163,8 @@ type Gate struct {
 	storeInProcess bool                  // the memory store: it never loses a reply
 	revocationView policy.RevocationView // the store's in-process revocations, if it keeps them
 	voids          *voidQueue
+	blocks         *blockTable   // the store's credit blocks, nil when off
+	seatFresh      time.Duration // a seat the store confirmed this recently is not refreshed
 	storeKey       string
 	keyKeys        []string
 	statusOverride map[policy.Code]int
@@ -298,6 +300,7 @@ func (g *Gate) provisionOptions() error {
 	if g.SessionTTL > 0 {
 		g.sessionTTL = time.Duration(g.SessionTTL)
 	}
+	g.seatFresh = min(maxSeatFresh, g.sessionTTL/4)
 	switch g.OnStoreError {
 	case "", "fail_closed":
 	case "fail_open":

@@ -31,6 +31,18 @@ var (
 		Name: "licensegate_store_voids_dropped_total",
 		Help: "Voids and refunds dropped (queue full or store closed): their charges stay counted.",
 	})
+	blocksTaken = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "licensegate_blocks_taken_total",
+		Help: "Credit blocks the counter store granted to this gateway.",
+	})
+	blocksReturned = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "licensegate_blocks_returned_total",
+		Help: "Credit blocks this gateway gave back to the counter store (idle, revoked, credits changed, config unloaded).",
+	})
+	blockCreditsUnused = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "licensegate_block_credits_unused",
+		Help: "Credits leased to this gateway in blocks and not yet served: what a crash would strand.",
+	}, func() float64 { return float64(blockUnused.Load()) })
 	cacheHits = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "licensegate_verified_cache_hits_total",
 		Help: "Requests whose token was found in the verified-token cache.",
@@ -49,7 +61,8 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits, voidsPending, voidsDropped} {
+	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits, voidsPending, voidsDropped,
+		blocksTaken, blocksReturned, blockCreditsUnused} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -26,7 +26,8 @@ func TestDashboardAndRulesNameRealMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	descs := make(chan *prometheus.Desc, 64)
-	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits} {
+	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits,
+		voidsPending, voidsDropped, blocksTaken, blocksReturned, blockCreditsUnused} {
 		c.Describe(descs)
 	}
 	close(descs)

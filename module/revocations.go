@@ -66,3 +66,35 @@ func (sc *StoreConfig) pushedRevocations() (bool, error) {
 	}
 	return false, fmt.Errorf("store: revocations must be %s or %s, not %q", RevocationsPushed, RevocationsPerRequest, sc.Revocations)
 }
+
+// The values of StoreConfig.Blocks.
+const (
+	// BlocksOn serves busy licenses from credit blocks (the default).
+	BlocksOn = "on"
+	// BlocksOff makes every counting request one store round trip.
+	BlocksOff = "off"
+)
+
+// blocksOn reports whether the Redis store serves from credit blocks:
+// on by default, off with revocations per_request (a block is served
+// only while the pushed revocations say the license is not revoked),
+// refusing an unknown value and "on" with per_request. defaulted tells
+// that blocks are off only because revocations are per_request.
+func (sc *StoreConfig) blocksOn() (on, defaultedOff bool, err error) {
+	pushed, err := sc.pushedRevocations()
+	if err != nil {
+		return false, false, err
+	}
+	switch sc.Blocks {
+	case "":
+		return pushed, !pushed, nil
+	case BlocksOn:
+		if !pushed {
+			return false, false, fmt.Errorf("store: blocks on needs revocations %s (a block is served only while the pushed revocations say the license is not revoked)", RevocationsPushed)
+		}
+		return true, false, nil
+	case BlocksOff:
+		return false, false, nil
+	}
+	return false, false, fmt.Errorf("store: blocks must be %s or %s, not %q", BlocksOn, BlocksOff, sc.Blocks)
+}

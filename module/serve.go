@@ -60,7 +60,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 
 	info := &licenseInfo{lic: lic, token: ent.token, allowed: true}
-	var refund policy.Undo
+	var refund chargeRefund
 	if lic.HasCredits || lic.Seats > 0 || lic.CountKey != "" {
 		var rej *policy.Reject
 		var failedOpen bool
@@ -96,22 +96,38 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // the request passes anyway (fail_open), or the reject. On success it
 // fills info's credits fields. A license that counts nothing is answered
 // from the store's in-process revocations when it can (revokedInProcess),
-// with no round trip.
+// with no round trip; so is, with credit blocks on, a request served from
+// this gateway's block of the license's credits, its device's seat (if
+// any) confirmed lately (see chargeFromBlock).
 //
 // The charge carries a request id. When the store does not answer (a
 // timeout, a broken connection), the charge may still run later: the gate
 // voids the id in the background, so the request, answered 503 or passed
-// by fail_open, is never charged (see policy.Undo).
-func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now time.Time, info *licenseInfo) (policy.Undo, bool, *policy.Reject) {
+// by fail_open, is never charged (see policy.Undo); a block it asked for
+// is given back with it.
+func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now time.Time, info *licenseInfo) (chargeRefund, bool, *policy.Reject) {
 	if lic.CountKey == "" {
-		return policy.Undo{}, false, policy.Rejectf(policy.CodeNotAuthorized,
+		return chargeRefund{}, false, policy.Rejectf(policy.CodeNotAuthorized,
 			"the token limits credits or seats but has no %s claim to count them by", g.verifier.names.CreditsKey)
 	}
 	if rej, done := g.revokedInProcess(lic, now); done {
-		return policy.Undo{}, false, rej
+		return chargeRefund{}, false, rej
 	}
 	c := policy.Charge{Key: licenseKey(lic), Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: hardware,
 		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now}
+	if lic.HasCredits {
+		c.Limit = lic.Credits
+	}
+	var ask chargeAsk
+	var plan blockPlan
+	if g.blocks != nil {
+		ask = chargeAsk{key: c.Key, cost: c.Cost, limit: c.Limit, seats: c.Seats, hw: hardware, fresh: g.seatFresh, now: now}
+		var served bool
+		if plan, served = g.chargeFromBlock(&ask); served {
+			return g.servedFromBlock(lic, c.Key, plan, info), false, nil
+		}
+		c.Block, c.EndBlock = plan.ask, plan.end
+	}
 	if !g.storeInProcess {
 		// Only a store across a network can lose a reply; the in-process
 		// store answers every call, so its charges need no id to void.
@@ -119,7 +135,7 @@ func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now
 	}
 	undo := policy.Undo{Key: c.Key, Request: c.Request, Hardware: hardware}
 	if lic.HasCredits {
-		c.Limit, undo.Cost = lic.Credits, c.Cost
+		undo.Cost = c.Cost
 	}
 	start := time.Now()
 	res, err := g.store.Charge(r.Context(), &c)
@@ -129,39 +145,87 @@ func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now
 		// counted nothing.
 		err = fmt.Errorf("%w: request id %s already undone", policy.ErrStore, c.Request)
 	}
+	used := res.Used
+	if g.blocks != nil {
+		used = g.blocks.finish(&ask, plan, res, err, !errors.Is(err, policy.ErrNotSent))
+	}
 	if err != nil {
 		if !errors.Is(err, policy.ErrNotSent) {
 			void := undo
-			void.Seat, void.Now = true, g.now()
+			void.Seat, void.Block, void.Now = true, c.Block, g.now()
 			g.voids.push(void, "charge not answered")
 		}
 		g.logger.Error("counter store failed", zap.Error(err), zap.Bool("fail_open", g.failOpen),
 			zap.String("jti", lic.ID), zap.String("lic", lic.LicenseID))
 		if g.failOpen {
-			return policy.Undo{}, true, nil
+			return chargeRefund{}, true, nil
 		}
-		return policy.Undo{}, false, &policy.Reject{Code: policy.CodeServiceUnavailable, Status: http.StatusServiceUnavailable,
+		return chargeRefund{}, false, &policy.Reject{Code: policy.CodeServiceUnavailable, Status: http.StatusServiceUnavailable,
 			Detail: "the counter store is unavailable", RetryAfter: storeRetryAfter}
 	}
 	switch res.Outcome {
 	case policy.Revoked:
-		return policy.Undo{}, false, policy.Rejectf(policy.CodeNotAuthorized, "the license has been revoked")
+		return chargeRefund{}, false, policy.Rejectf(policy.CodeNotAuthorized, "the license has been revoked")
 	case policy.CreditsExhausted:
-		return policy.Undo{}, false, policy.Rejectf(policy.CodeMaxUseCountExceed,
+		return chargeRefund{}, false, policy.Rejectf(policy.CodeMaxUseCountExceed,
 			"used %d of %d credits, request costs %d", res.Used, c.Limit, c.Cost)
 	case policy.SeatsFull:
-		return policy.Undo{}, false, &policy.Reject{Code: policy.CodeMaxConcurrentSessions, Status: http.StatusTooManyRequests,
+		return chargeRefund{}, false, &policy.Reject{Code: policy.CodeMaxConcurrentSessions, Status: http.StatusTooManyRequests,
 			RetryAfter: max(res.RetryAfter, time.Second), Detail: fmt.Sprintf("all %d seats are held by other devices", lic.Seats)}
 	}
 	if !lic.HasCredits {
-		return policy.Undo{}, false, nil
+		return chargeRefund{}, false, nil
 	}
+	setCreditsInfo(info, lic, used)
+	return chargeRefund{Undo: undo}, false, nil
+}
+
+// chargeFromBlock asks the gateway's credit blocks about a request whose
+// license the pushed revocations know to be unrevoked: served is true
+// when the request needs no store round trip (its credits come from the
+// block, its seat is fresh). Otherwise plan says what the store charge
+// carries (a block to ask, a block to end).
+func (g *Gate) chargeFromBlock(a *chargeAsk) (plan blockPlan, served bool) {
+	revoked, known := g.revocationView.IsRevoked(a.key, a.now)
+	if !known {
+		return blockPlan{}, false
+	}
+	if revoked {
+		// The store refuses the request; the block goes back.
+		g.blocks.dropAsync(a.key)
+		return blockPlan{}, false
+	}
+	plan = g.blocks.begin(a)
+	return plan, plan.served
+}
+
+// servedFromBlock fills info for a request served from the license's
+// block, and returns what would refund it: to the block while it lives,
+// else to the store.
+func (g *Gate) servedFromBlock(lic *policy.License, key policy.LicenseKey, plan blockPlan, info *licenseInfo) chargeRefund {
+	if !lic.HasCredits {
+		return chargeRefund{}
+	}
+	setCreditsInfo(info, lic, plan.used)
+	return chargeRefund{Undo: policy.Undo{Key: key, Cost: g.cost}, gen: plan.gen, fromBlock: true}
+}
+
+// setCreditsInfo fills info's credits fields from the credits used.
+func setCreditsInfo(info *licenseInfo, lic *policy.License, used int64) {
 	info.hasCredits = true
-	info.remaining = policy.Remaining(lic.Credits, res.Used)
+	info.remaining = policy.Remaining(lic.Credits, used)
 	// A top up through the admin API can leave more than the token's own
 	// credits; the limit then shows what was granted.
 	info.limit = max(lic.Credits, info.remaining)
-	return undo, false, nil
+}
+
+// chargeRefund is what gives a request's credits back: the store's Undo
+// of its charge, or, for a request served from a credit block, the
+// block's generation.
+type chargeRefund struct {
+	policy.Undo
+	gen       uint64
+	fromBlock bool
 }
 
 // licenseKey addresses lic's counters: its issuer and counting key, so
@@ -176,7 +240,7 @@ func licenseKey(lic *policy.License) policy.LicenseKey {
 // upstream failure: it is refunded only when refund_on names 499 itself.
 // A refund the store does not answer is retried in the background; the
 // request id makes it count once.
-func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, refund *policy.Undo) error {
+func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, refund *chargeRefund) error {
 	rec := &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err := next.ServeHTTP(rec, r)
 	status := rec.status
@@ -197,13 +261,29 @@ func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next cadd
 		refunds = g.refundsClientGone()
 	}
 	if refunds {
-		refund.Now, refund.Ran = g.now(), true
-		if rerr := g.store.Undo(context.WithoutCancel(r.Context()), refund); rerr != nil {
-			g.logger.Error("refund failed, retrying in the background", zap.Error(rerr), zap.Int("status", status))
-			g.voids.push(*refund, "refund not answered")
-		}
+		g.refundCharge(r.Context(), refund, status)
 	}
 	return err
+}
+
+// refundCharge gives a request's credits back, once: to the credit block
+// it was served from while that block lives, else to the store, by an
+// Undo that ran (a request served from a block has no charge of its own
+// in the store: a fresh id makes the undo count once however often it is
+// sent).
+func (g *Gate) refundCharge(ctx context.Context, refund *chargeRefund, status int) {
+	if refund.fromBlock {
+		if g.blocks.refund(refund.Key, refund.gen, refund.Cost) {
+			return
+		}
+		refund.Request = newRequestID()
+	}
+	u := &refund.Undo
+	u.Now, u.Ran = g.now(), true
+	if rerr := g.store.Undo(context.WithoutCancel(ctx), u); rerr != nil {
+		g.logger.Error("refund failed, retrying in the background", zap.Error(rerr), zap.Int("status", status))
+		g.voids.push(*u, "refund not answered")
+	}
 }
 
 // statusClientClosed is the status Caddy records for a client that closed

@@ -44,6 +44,14 @@ type StoreConfig struct {
 	// costs no round trip) or "per_request" (every counting request asks
 	// the store).
 	Revocations string `json:"revocations,omitempty"`
+	// Blocks is "on" (the default) or "off". On, a busy license's
+	// requests are served from blocks of credits this gateway reserves
+	// in the store, with no round trip per request, and a device holding
+	// its seat refreshes it at most once a second (see README.md, "Credit
+	// blocks"); off, every counting request makes one round trip. Blocks
+	// need revocations pushed: with per_request they are off (and "on"
+	// is refused).
+	Blocks string `json:"blocks,omitempty"`
 }
 
 // storePool shares stores across config reloads and between gates, so a

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/licensegate/licensegate/module/redisstore"
+	"github.com/licensegate/licensegate/policy"
 )
 
 // redisCounters is the pooled Redis store.
@@ -25,6 +26,10 @@ type redisCounters struct {
 	*redisstore.Store
 	name  string
 	voids *voidQueue
+	// blocks is the gateway's credit blocks (nil when revocations are per
+	// request or the store grants none); it starts with the first gate
+	// that serves from it.
+	blocks *blockTable
 }
 
 // storeName implements namedStore.
@@ -50,6 +55,9 @@ func redisStoreName(o redisstore.Options) string {
 
 // Destruct closes the client; it implements caddy.Destructor.
 func (r redisCounters) Destruct() error {
+	if r.blocks != nil {
+		r.blocks.close(blockCloseTimeout)
+	}
 	r.voids.close()
 	return r.Close()
 }
@@ -58,6 +66,13 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 	pushed, err := sc.pushedRevocations()
 	if err != nil {
 		return err
+	}
+	blocks, defaultedOff, err := sc.blocksOn()
+	if err != nil {
+		return err
+	}
+	if defaultedOff && g.logger != nil {
+		g.logger.Info("credit blocks off: they need revocations pushed, and revocations are per_request; every counting request makes one store round trip")
 	}
 	redisLogOnce.Do(func() {
 		redis.SetLogger(redisLogger{caddy.Log().Named("http.handlers.license_gate.redis")})
@@ -102,14 +117,23 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 				revocationSyncLogger(caddy.Log().Named("http.handlers.license_gate.revocations")))
 		}
 		name := redisStoreName(o)
-		return redisCounters{s, name, newVoidQueue(s, name, DefaultVoidQueue, o.Timeout)}, nil
+		rc := redisCounters{Store: s, name: name, voids: newVoidQueue(s, name, DefaultVoidQueue, o.Timeout)}
+		if b, ok := any(s).(policy.Blocks); ok && pushed {
+			rc.blocks = newBlockTable(b, s, o.Timeout)
+		}
+		return rc, nil
 	})
 	if err != nil {
 		g.storeKey = ""
 		return fmt.Errorf("store: %w", err)
 	}
-	g.store = val.(redisCounters)
-	g.voids = val.(redisCounters).voids
+	rc := val.(redisCounters)
+	g.store = rc
+	g.voids = rc.voids
+	if blocks && rc.blocks != nil {
+		rc.blocks.start()
+		g.blocks = rc.blocks
+	}
 	g.checkStoreAtStart(val.(redisCounters), o.Addresses, 3*o.Timeout)
 	return nil
 }

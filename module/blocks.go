@@ -1,0 +1,538 @@
+package module
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// Credit blocks, the gateway's side (see policy.Blocks and README.md,
+// "Credit blocks"). A busy license's requests are served from a block of
+// credits this gateway reserved in the store, with no round trip: the
+// block is counted as used in the store from the moment it is granted, so
+// whatever this gateway serves from it was charged beforehand. The table
+// lives with the pooled store, so a config reload keeps its blocks.
+//
+// Per license the table holds at most one block (its size, the credits
+// left, a generation that refunds check), the last credits-used figure
+// the store gave, an estimate of the license's request rate here (which
+// sizes the next block), and the devices whose seat the store confirmed
+// lately (so that a device holding its seat refreshes it at most once per
+// seatFresh). At most one block reservation per license is in flight;
+// meanwhile other requests are charged in the store one by one.
+
+// Tuning of the block table.
+const (
+	// blockIdle: a block that served nothing for this long is returned.
+	blockIdle = 2 * time.Second
+	// blockEntryIdle: a license with no block and no request for this
+	// long leaves the table.
+	blockEntryIdle = 10 * time.Second
+	// blockSweepEvery is how often the sweeper looks for idle blocks.
+	blockSweepEvery = 250 * time.Millisecond
+	// blockMinRate: a license asks blocks only at this many requests per
+	// second or more at this gateway; below, a block would save little.
+	blockMinRate = 4
+	// blockWindow is the rate estimate's window: a block holds about this
+	// much of the license's traffic.
+	blockWindow = time.Second
+	// DefaultBlockTable bounds the licenses the table tracks; a license
+	// that does not fit is charged per request.
+	DefaultBlockTable = 65536
+	// blockSeatsPerLicense bounds the devices remembered per license.
+	blockSeatsPerLicense = 64
+	// blockCloseTimeout bounds the return of every block when the store
+	// is destructed (config unload, shutdown).
+	blockCloseTimeout = 2 * time.Second
+	// maxSeatFresh: a seat confirmed by the store at most this long ago
+	// (and at most a quarter of session_ttl) is not refreshed again.
+	maxSeatFresh = time.Second
+)
+
+// blockShards splits the table so that licenses rarely share a lock.
+const blockShards = 64
+
+// blockTable is a pooled store's blocks: at most one per license.
+type blockTable struct {
+	blocks  policy.Blocks
+	view    policy.RevocationView
+	timeout time.Duration // per store call of the sweeper
+	now     func() time.Time
+	max     int64
+	count   atomic.Int64
+	shards  [blockShards]blockShard
+
+	startOnce sync.Once
+	stopWatch func()
+	stop      chan struct{}
+	done      chan struct{}
+	closed    atomic.Bool
+	closeOnce sync.Once
+	pending   sync.WaitGroup // returns under way in the background
+}
+
+type blockShard struct {
+	mu sync.Mutex
+	m  map[policy.LicenseKey]*licenseBlock
+}
+
+// licenseBlock is one license's state at this gateway; its shard's lock
+// guards it.
+type licenseBlock struct {
+	size, left int64  // the live block (size 0: none)
+	gen        uint64 // the live block's generation
+	lastServe  time.Time
+	// end is a block fully served whose size the store still counts as
+	// leased: the next reservation ends it (Charge.EndBlock), or the
+	// sweeper returns it (ReturnBlock with nothing unused).
+	end       int64
+	endedAt   time.Time
+	reserving bool  // a charge asking a block is in flight
+	used      int64 // the last credits-used figure the store gave
+	hasUsed   bool
+	cap       int64 // halved when the store refuses a block, 0: none
+	// The rate estimate: requests in the current window and the one
+	// before.
+	winStart  time.Time
+	cur, prev int64
+	lastSeen  time.Time
+	seats     map[string]time.Time // device → when the store confirmed its seat
+}
+
+// blockUnused is the credits leased in blocks and not yet served at this
+// gateway, over all tables (the licensegate_block_credits_unused gauge).
+var blockUnused atomic.Int64
+
+func newBlockTable(b policy.Blocks, view policy.RevocationView, timeout time.Duration) *blockTable {
+	t := &blockTable{blocks: b, view: view, timeout: timeout, now: time.Now, max: DefaultBlockTable,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	for i := range t.shards {
+		t.shards[i].m = map[policy.LicenseKey]*licenseBlock{}
+	}
+	return t
+}
+
+// start begins sweeping and watching credit changes, once; a table no
+// gate uses (every gate says blocks off) never starts.
+func (t *blockTable) start() {
+	t.startOnce.Do(func() {
+		t.stopWatch = t.blocks.WatchCredits(func(k policy.LicenseKey) { t.dropAsync(k) })
+		go t.sweeper()
+	})
+}
+
+func (t *blockTable) sweeper() {
+	defer close(t.done)
+	tick := time.NewTicker(blockSweepEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			t.sweep(t.now())
+		}
+	}
+}
+
+// shard is the shard of key (FNV-1a over both strings).
+func (t *blockTable) shard(key policy.LicenseKey) *blockShard {
+	h := uint32(2166136261)
+	for i := 0; i < len(key.Issuer); i++ {
+		h = (h ^ uint32(key.Issuer[i])) * 16777619
+	}
+	h = (h ^ 0xff) * 16777619
+	for i := 0; i < len(key.Key); i++ {
+		h = (h ^ uint32(key.Key[i])) * 16777619
+	}
+	return &t.shards[h%blockShards]
+}
+
+// entry is key's state, made when add is set and the table has room;
+// the shard's lock is held.
+func (t *blockTable) entry(s *blockShard, key policy.LicenseKey, add bool) *licenseBlock {
+	if e := s.m[key]; e != nil || !add {
+		return e
+	}
+	if t.count.Add(1) > t.max {
+		t.count.Add(-1)
+		return nil
+	}
+	e := &licenseBlock{}
+	s.m[key] = e
+	return e
+}
+
+// chargeAsk is one request's counting request to the table.
+type chargeAsk struct {
+	key   policy.LicenseKey
+	cost  int64
+	limit int64 // -1: the token has no credits
+	seats int64
+	hw    string
+	fresh time.Duration // how long a confirmed seat needs no refresh
+	now   time.Time
+}
+
+// blockPlan is the table's answer: either served (nothing to ask the
+// store) or what the store charge should carry.
+type blockPlan struct {
+	served bool
+	gen    uint64 // the block served from (0: none, nothing charged)
+	used   int64  // the credits used as this gateway knows them, for headers
+	ask    int64  // Charge.Block
+	end    int64  // Charge.EndBlock
+}
+
+// begin decides a request: served from the license's block (and its seat
+// fresh), or sent to the store, asking a block when this gateway sees
+// enough of the license's traffic and no reservation is in flight.
+func (t *blockTable) begin(a *chargeAsk) blockPlan {
+	if t.closed.Load() {
+		return blockPlan{}
+	}
+	s := t.shard(a.key)
+	s.mu.Lock()
+	e := t.entry(s, a.key, true)
+	if e == nil {
+		s.mu.Unlock()
+		return blockPlan{}
+	}
+	rate := e.hit(a.now)
+	seatOK := a.seats == 0 || e.seatFresh(a.hw, a.now, a.fresh)
+	if a.limit < 0 {
+		s.mu.Unlock()
+		return blockPlan{served: seatOK && a.seats > 0}
+	}
+	if e.size > 0 && e.left < a.cost {
+		// What is left does not pay for this request (another route costs
+		// more): give it back.
+		t.returnLater(a.key, e.detach())
+	}
+	if seatOK && e.size > 0 {
+		e.left -= a.cost
+		blockUnused.Add(-a.cost)
+		e.lastServe = a.now
+		p := blockPlan{served: true, gen: e.gen, used: e.used - e.left}
+		if e.left == 0 {
+			e.end, e.endedAt = e.end+e.size, a.now
+			e.size = 0
+		}
+		s.mu.Unlock()
+		return p
+	}
+	var p blockPlan
+	if !e.reserving && e.size == 0 && e.hasUsed {
+		if want := e.want(rate, a.cost, a.limit); want > 0 {
+			e.reserving = true
+			p.ask, p.end = want, e.end
+			e.end = 0
+		}
+	}
+	s.mu.Unlock()
+	return p
+}
+
+// hit counts a request in the rate estimate and returns the estimate:
+// requests in the last blockWindow.
+func (e *licenseBlock) hit(now time.Time) int64 {
+	e.lastSeen = now
+	el := now.Sub(e.winStart)
+	if el >= blockWindow || el < 0 {
+		if el < 2*blockWindow && el >= 0 {
+			e.prev = e.cur
+			e.winStart = e.winStart.Add(blockWindow)
+		} else {
+			e.prev = 0
+			e.winStart = now
+		}
+		e.cur = 0
+		el = now.Sub(e.winStart)
+	}
+	e.cur++
+	return e.cur + e.prev*int64(blockWindow-el)/int64(blockWindow)
+}
+
+// want is the block to ask for: about one window's worth of credits at
+// rate, in whole requests, none below blockMinRate, and small enough for
+// the store to grant it by what the last figure says is left.
+func (e *licenseBlock) want(rate, cost, limit int64) int64 {
+	if rate < blockMinRate || cost <= 0 {
+		return 0
+	}
+	n := min(rate, policy.MaxBlock/cost)
+	if e.cap > 0 {
+		n = min(n, e.cap/cost)
+	}
+	// After this request's cost, a block b is grantable only when
+	// (left - b) / BlockFactor ≥ leased + b: at most left / (factor+1).
+	left := limit - e.used - cost
+	if left <= 0 {
+		return 0
+	}
+	n = min(n, left/(policy.BlockFactor+1)/cost)
+	if n < 2 {
+		// A block of one request saves nothing.
+		return 0
+	}
+	return n * cost
+}
+
+// seatFresh reports whether the store confirmed hw's seat less than
+// fresh ago.
+func (e *licenseBlock) seatFresh(hw string, now time.Time, fresh time.Duration) bool {
+	at, ok := e.seats[hw]
+	return ok && fresh > 0 && now.Sub(at) < fresh && !now.Before(at)
+}
+
+// detach ends the live block and the ended one, returning what the store
+// must be told; the shard's lock is held.
+func (e *licenseBlock) detach() blockReturn {
+	r := blockReturn{size: e.size + e.end, unused: e.left}
+	if e.size > 0 {
+		blockUnused.Add(-e.left)
+	}
+	e.size, e.left, e.end = 0, 0, 0
+	return r
+}
+
+// blockReturn is a ReturnBlock to send: the sizes of the blocks ended and
+// their credits not served.
+type blockReturn struct{ size, unused int64 }
+
+// finish takes in the store's answer to a charge that begin sent on
+// (sent is false when the charge surely never reached the store). It
+// returns the credits used as this gateway knows them after an allowed
+// charge: the store's figure less what this gateway's block still holds.
+func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err error, sent bool) (used int64) {
+	used = res.Used
+	s := t.shard(a.key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := t.entry(s, a.key, err == nil && res.Outcome == policy.Allowed)
+	if e == nil {
+		return used
+	}
+	defer func() {
+		if e.size > 0 {
+			used -= e.left
+		}
+	}()
+	if p.ask > 0 {
+		e.reserving = false
+		if err != nil && !sent {
+			// The charge never reached the store: the ended block is
+			// still leased there.
+			e.end += p.end
+		}
+		// A charge in doubt is voided with its Block (the store gives
+		// a granted block back): its EndBlock may or may not have run,
+		// so it is not sent again, leaving at worst credits counted as
+		// leased until the counters expire.
+	}
+	if err != nil {
+		return used
+	}
+	switch res.Outcome {
+	case policy.Allowed:
+		e.used, e.hasUsed = res.Used, true
+		if a.seats > 0 {
+			e.confirmSeat(a.hw, a.now)
+		}
+		if p.ask > 0 {
+			if res.Block > 0 {
+				if t.closed.Load() {
+					t.returnLater(a.key, blockReturn{size: res.Block, unused: res.Block})
+					return used
+				}
+				e.size, e.left = res.Block, res.Block
+				e.gen++
+				e.lastServe = a.now
+				if e.cap > 0 {
+					// Grants again: let blocks grow back.
+					e.cap *= 2
+					if e.cap >= policy.MaxBlock {
+						e.cap = 0
+					}
+				}
+				blockUnused.Add(res.Block)
+				blocksTaken.Inc()
+			} else {
+				e.cap = p.ask / 2
+			}
+		}
+	case policy.CreditsExhausted:
+		e.used, e.hasUsed = res.Used, true
+	case policy.Revoked:
+		t.returnLater(a.key, e.detach())
+	case policy.SeatsFull:
+		delete(e.seats, a.hw)
+	}
+	return used
+}
+
+// confirmSeat notes that the store confirmed hw's seat at now; the
+// shard's lock is held.
+func (e *licenseBlock) confirmSeat(hw string, now time.Time) {
+	if e.seats == nil {
+		e.seats = map[string]time.Time{}
+	}
+	if _, ok := e.seats[hw]; !ok && len(e.seats) >= blockSeatsPerLicense {
+		for d, at := range e.seats {
+			if now.Sub(at) >= maxSeatFresh {
+				delete(e.seats, d)
+			}
+		}
+		if len(e.seats) >= blockSeatsPerLicense {
+			return
+		}
+	}
+	e.seats[hw] = now
+}
+
+// refund gives cost back to the block of generation gen when it still
+// lives; false when it does not (the store must refund).
+func (t *blockTable) refund(key policy.LicenseKey, gen uint64, cost int64) bool {
+	s := t.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[key]
+	if e == nil || e.size == 0 || e.gen != gen || e.left+cost > e.size {
+		return false
+	}
+	e.left += cost
+	blockUnused.Add(cost)
+	return true
+}
+
+// drop returns key's block, if any, and waits for the store's answer
+// (the admin API, before it changes the license's credits).
+func (t *blockTable) drop(ctx context.Context, key policy.LicenseKey) {
+	s := t.shard(key)
+	s.mu.Lock()
+	var r blockReturn
+	if e := s.m[key]; e != nil {
+		r = e.detach()
+		e.hasUsed, e.cap = false, 0
+	}
+	s.mu.Unlock()
+	t.send(ctx, key, r)
+}
+
+// dropAsync returns key's block in the background (a credits change
+// another gateway made, or a revocation).
+func (t *blockTable) dropAsync(key policy.LicenseKey) {
+	s := t.shard(key)
+	s.mu.Lock()
+	if e := s.m[key]; e != nil {
+		t.returnLater(key, e.detach())
+		e.hasUsed, e.cap = false, 0
+	}
+	s.mu.Unlock()
+}
+
+// returnLater sends r in the background.
+func (t *blockTable) returnLater(key policy.LicenseKey, r blockReturn) {
+	if r.size == 0 {
+		return
+	}
+	t.pending.Add(1)
+	go func() {
+		defer t.pending.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
+		defer cancel()
+		t.send(ctx, key, r)
+	}()
+}
+
+// send tells the store that blocks of r.size credits ended with r.unused
+// of them not served, once: a return that fails strands those credits
+// (counted as used) until the license's counters expire.
+func (t *blockTable) send(ctx context.Context, key policy.LicenseKey, r blockReturn) {
+	if r.size == 0 {
+		return
+	}
+	blocksReturned.Inc()
+	if err := t.blocks.ReturnBlock(ctx, key, r.size, r.unused); err != nil {
+		caddy.Log().Named("http.handlers.license_gate").Warn("credit block not returned: its unused credits stay counted until the license's counters expire",
+			zap.String("iss", key.Issuer), zap.String("key", key.Key), zap.Int64("size", r.size), zap.Int64("unused", r.unused), zap.Error(err))
+	}
+}
+
+// sweep returns blocks idle since blockIdle and blocks of revoked
+// licenses, and forgets licenses idle since blockEntryIdle.
+func (t *blockTable) sweep(now time.Time) {
+	type ret struct {
+		key policy.LicenseKey
+		r   blockReturn
+	}
+	var out []ret
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for k, e := range s.m {
+			if e.reserving {
+				continue
+			}
+			revoked := false
+			if e.size > 0 || e.end > 0 {
+				revoked, _ = t.view.IsRevoked(k, now)
+			}
+			switch {
+			case e.size > 0 && (revoked || now.Sub(e.lastServe) >= blockIdle):
+				out = append(out, ret{k, e.detach()})
+			case e.size == 0 && e.end > 0 && (revoked || now.Sub(e.endedAt) >= blockIdle):
+				out = append(out, ret{k, e.detach()})
+			case e.size == 0 && e.end == 0 && now.Sub(e.lastSeen) >= blockEntryIdle:
+				delete(s.m, k)
+				t.count.Add(-1)
+			}
+		}
+		s.mu.Unlock()
+	}
+	for _, o := range out {
+		ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
+		t.send(ctx, o.key, o.r)
+		cancel()
+	}
+}
+
+// close stops serving from blocks and returns every one, all within
+// timeout, then waits for returns under way.
+func (t *blockTable) close(timeout time.Duration) {
+	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		t.startOnce.Do(func() {}) // a table never started stays so
+		if t.stopWatch != nil {
+			t.stopWatch()
+			close(t.stop)
+			<-t.done
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		for i := range t.shards {
+			s := &t.shards[i]
+			s.mu.Lock()
+			for k, e := range s.m {
+				if r := e.detach(); r.size > 0 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						t.send(ctx, k, r)
+					}()
+				}
+			}
+			s.mu.Unlock()
+		}
+		wg.Wait()
+		t.pending.Wait()
+	})
+}

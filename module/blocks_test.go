@@ -1,0 +1,467 @@
+package module
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// blockStore is an in-test store of credits with blocks, as the shared
+// spec states them (the real one is the Redis store; the end-to-end tests
+// use it): only what the block table's logic needs, to test it alone.
+type blockStore struct {
+	mu      sync.Mutex
+	used    map[policy.LicenseKey]int64
+	leased  map[policy.LicenseKey]int64
+	revoked map[policy.LicenseKey]bool
+	charges atomic.Int64
+	returns atomic.Int64
+	fail    error // Charge fails with it, counting nothing
+	watch   func(policy.LicenseKey)
+}
+
+func newBlockStore() *blockStore {
+	return &blockStore{used: map[policy.LicenseKey]int64{}, leased: map[policy.LicenseKey]int64{},
+		revoked: map[policy.LicenseKey]bool{}}
+}
+
+func (s *blockStore) Charge(_ context.Context, c *policy.Charge) (policy.Result, error) {
+	s.charges.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return policy.Result{}, s.fail
+	}
+	// The ending block leaves leased whatever the outcome.
+	s.leased[c.Key] = max(0, s.leased[c.Key]-c.EndBlock)
+	if s.revoked[c.Key] {
+		return policy.Result{Outcome: policy.Revoked}, nil
+	}
+	used := s.used[c.Key]
+	if c.Limit >= 0 && c.Cost > c.Limit-used {
+		return policy.Result{Outcome: policy.CreditsExhausted, Used: used}, nil
+	}
+	used += c.Cost
+	var granted int64
+	if c.Block > 0 && policy.BlockGrantable(c.Limit-used, s.leased[c.Key], c.Block) {
+		granted = c.Block
+		used += granted
+		s.leased[c.Key] += granted
+	}
+	s.used[c.Key] = used
+	return policy.Result{Outcome: policy.Allowed, Used: used, Block: granted}, nil
+}
+
+func (s *blockStore) ReturnBlock(_ context.Context, key policy.LicenseKey, size, unused int64) error {
+	s.returns.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used[key] -= unused
+	s.leased[key] = max(0, s.leased[key]-size)
+	return nil
+}
+
+func (s *blockStore) WatchCredits(f func(policy.LicenseKey)) (stop func()) {
+	s.mu.Lock()
+	s.watch = f
+	s.mu.Unlock()
+	return func() {}
+}
+
+func (s *blockStore) IsRevoked(key policy.LicenseKey, _ time.Time) (revoked, known bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.revoked[key], true
+}
+
+func (s *blockStore) counts(key policy.LicenseKey) (used, leased int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used[key], s.leased[key]
+}
+
+var testLicense = policy.LicenseKey{Issuer: "https://iss", Key: "lic-1"}
+
+// request runs one request through the table as charge() does: served
+// from the block, or charged in the store. It reports whether it was
+// allowed and whether it went to the store.
+func request(t *testing.T, tb *blockTable, s *blockStore, a chargeAsk) (allowed, roundTrip bool, plan blockPlan) {
+	t.Helper()
+	plan = tb.begin(&a)
+	if plan.served {
+		return true, false, plan
+	}
+	c := policy.Charge{Key: a.key, Cost: a.cost, Limit: a.limit, Seats: a.seats, Hardware: a.hw,
+		Block: plan.ask, EndBlock: plan.end}
+	res, err := s.Charge(context.Background(), &c)
+	tb.finish(&a, plan, res, err, true)
+	return err == nil && res.Outcome == policy.Allowed, true, plan
+}
+
+func newTestTable(s *blockStore) *blockTable {
+	return newBlockTable(s, s, time.Second)
+}
+
+func TestABusyLicenseIsServedFromItsBlockWithFewRoundTrips(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+	trips := 0
+	for i := range 5000 {
+		a.now = now.Add(time.Duration(i) * time.Millisecond / 5) // 5000 requests a second
+		ok, trip, _ := request(t, tb, s, a)
+		if !ok {
+			t.Fatalf("request %d refused", i)
+		}
+		if trip {
+			trips++
+		}
+	}
+	if trips*50 > 5000 {
+		t.Errorf("%d store round trips for 5000 requests, want at most one per 50", trips)
+	}
+	tb.close(time.Second)
+	used, leased := s.counts(testLicense)
+	if used != 5000 || leased != 0 {
+		t.Errorf("after close the store holds used %d, leased %d; want 5000 and 0", used, leased)
+	}
+}
+
+func TestAQuietLicenseAsksNoBlock(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40}
+	for i := range 20 {
+		a.now = now.Add(time.Duration(i) * 500 * time.Millisecond) // 2 a second
+		if ok, trip, plan := request(t, tb, s, a); !ok || !trip || plan.ask != 0 {
+			t.Fatalf("request %d: allowed %v, round trip %v, asked %d; want a plain charge", i, ok, trip, plan.ask)
+		}
+	}
+}
+
+func TestTheBlockAskedIsAboutOneSecondOfTrafficAndFitsWhatIsLeft(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		rate, limit int64
+		used, cost  int64
+		cap         int64
+		want        int64
+	}{
+		{"a second's worth of requests", 100, 1 << 40, 0, 1, 0, 100},
+		{"in credits, at cost 3", 100, 1 << 40, 0, 3, 0, 300},
+		{"below the least rate, none", blockMinRate - 1, 1 << 40, 0, 1, 0, 0},
+		{"at most what leaves ten times as much unreserved", 1000, 1100, 0, 1, 0, 99},
+		{"none in the last stretch", 1000, 1000, 990, 1, 0, 0},
+		{"within a refusal's cap", 1000, 1 << 40, 0, 1, 40, 40},
+		{"none when a single request would be all", 1000, 1 << 40, 0, 1, 1, 0},
+		{"at most MaxBlock", 1 << 40, 1 << 62, 0, 1, 0, policy.MaxBlock},
+		{"none for a free request", 100, 1 << 40, 0, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &licenseBlock{used: tc.used, hasUsed: true, cap: tc.cap}
+			if got := e.want(tc.rate, tc.cost, tc.limit); got != tc.want {
+				t.Errorf("want(%d, %d, %d) = %d, want %d", tc.rate, tc.cost, tc.limit, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTheRateEstimateCountsTheLastSecond(t *testing.T) {
+	e := &licenseBlock{}
+	now := time.Unix(1_000_000, 0)
+	var r int64
+	for i := range 100 {
+		r = e.hit(now.Add(time.Duration(i) * 10 * time.Millisecond))
+	}
+	if r != 100 {
+		t.Fatalf("after 100 requests in a second the rate is %d", r)
+	}
+	// Half a second on, half of the last window still counts.
+	if r = e.hit(now.Add(1500 * time.Millisecond)); r < 45 || r > 55 {
+		t.Errorf("rate %d half a window later, want about 51", r)
+	}
+	if r = e.hit(now.Add(10 * time.Second)); r != 1 {
+		t.Errorf("rate %d after a long pause, want 1", r)
+	}
+}
+
+func TestAFullyServedBlockIsEndedByTheNextReservation(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+	var asked []blockPlan
+	for range 1000 {
+		if _, trip, plan := request(t, tb, s, a); trip && plan.ask > 0 {
+			asked = append(asked, plan)
+		}
+	}
+	if len(asked) < 2 {
+		t.Fatalf("only %d reservations", len(asked))
+	}
+	if asked[0].end != 0 {
+		t.Errorf("the first reservation ends a block of %d", asked[0].end)
+	}
+	for i, p := range asked[1:] {
+		if p.end != asked[i].ask {
+			t.Errorf("reservation %d ends %d, want the block before it, %d", i+1, p.end, asked[i].ask)
+		}
+	}
+}
+
+func TestAnIdleBlockIsReturnedWithItsUnusedCredits(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+	served := int64(0)
+	for range 30 {
+		if ok, _, _ := request(t, tb, s, a); ok {
+			served++
+		}
+	}
+	if _, leased := s.counts(testLicense); leased == 0 {
+		t.Fatal("no block was granted")
+	}
+	before := metricNow(blocksReturned)
+	tb.sweep(now.Add(blockIdle - time.Millisecond))
+	if s.returns.Load() != 0 {
+		t.Fatal("a block was returned before it idled")
+	}
+	tb.sweep(now.Add(blockIdle))
+	used, leased := s.counts(testLicense)
+	if used != served || leased != 0 {
+		t.Errorf("after the idle return the store holds used %d, leased %d; want %d and 0", used, leased, served)
+	}
+	if got := metricNow(blocksReturned) - before; got != 1 {
+		t.Errorf("licensegate_blocks_returned_total rose by %v, want 1", got)
+	}
+	// Forgotten once idle long enough, so the table stays bounded.
+	tb.sweep(now.Add(blockEntryIdle))
+	if n := tb.count.Load(); n != 0 {
+		t.Errorf("%d licenses still tracked", n)
+	}
+}
+
+func TestAFullyServedBlockIdleIsEndedWithNothingUnused(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+	var block int64
+	for block == 0 {
+		_, _, plan := request(t, tb, s, a)
+		block = plan.ask
+	}
+	// Serve exactly the block.
+	for range block {
+		if _, trip, _ := request(t, tb, s, a); trip {
+			t.Fatal("a request of the block went to the store")
+		}
+	}
+	used, leased := s.counts(testLicense)
+	tb.sweep(now.Add(blockIdle))
+	used2, leased2 := s.counts(testLicense)
+	if leased != block || leased2 != 0 || used2 != used {
+		t.Errorf("leased %d → %d, used %d → %d; want the block's %d ended with nothing unused", leased, leased2, used, used2, block)
+	}
+}
+
+func TestRefundsGoBackToTheirLiveBlockOnly(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+	var served blockPlan
+	for !served.served {
+		_, _, served = request(t, tb, s, a)
+	}
+	if !tb.refund(testLicense, served.gen, 1) {
+		t.Fatal("a refund to the live block was refused")
+	}
+	if tb.refund(testLicense, served.gen, 1<<20) {
+		t.Error("a refund beyond the block's size was taken")
+	}
+	if tb.refund(testLicense, served.gen+1, 1) {
+		t.Error("a refund to another generation was taken")
+	}
+	tb.sweep(now.Add(blockIdle))
+	if tb.refund(testLicense, served.gen, 1) {
+		t.Error("a refund to a returned block was taken")
+	}
+}
+
+func TestACreditsChangeOrARevocationDropsTheBlock(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		drop func(tb *blockTable, s *blockStore)
+	}{
+		{"a credits change another gateway made", func(tb *blockTable, s *blockStore) {
+			s.watch(testLicense)
+			tb.pending.Wait()
+		}},
+		{"the admin API's own change", func(tb *blockTable, _ *blockStore) { tb.drop(context.Background(), testLicense) }},
+		{"a revocation the sweeper sees", func(tb *blockTable, s *blockStore) {
+			s.mu.Lock()
+			s.revoked[testLicense] = true
+			s.mu.Unlock()
+			tb.sweep(time.Unix(1_000_000, 0))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newBlockStore()
+			tb := newTestTable(s)
+			tb.start()
+			defer tb.close(time.Second)
+			a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: time.Unix(1_000_000, 0)}
+			n := int64(0)
+			for {
+				request(t, tb, s, a)
+				n++
+				if _, leased := s.counts(testLicense); leased > 0 {
+					break
+				}
+			}
+			tc.drop(tb, s)
+			used, leased := s.counts(testLicense)
+			if used != n || leased != 0 {
+				t.Errorf("after the drop the store holds used %d, leased %d; want %d and 0", used, leased, n)
+			}
+		})
+	}
+}
+
+func TestASeatConfirmedLatelyIsNotRefreshed(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	fresh := min(maxSeatFresh, 2*time.Second/4)
+	a := chargeAsk{key: testLicense, cost: 0, limit: -1, seats: 2, hw: "dev-a", fresh: fresh, now: now}
+	for _, step := range []struct {
+		name  string
+		at    time.Duration
+		hw    string
+		store bool
+	}{
+		{"a new device goes to the store", 0, "dev-a", true},
+		{"the same device just after does not", fresh / 2, "dev-a", false},
+		{"another device goes to the store", fresh / 2, "dev-b", true},
+		{"the first device once stale does", fresh, "dev-a", true},
+		{"and is fresh again after", fresh + time.Millisecond, "dev-a", false},
+	} {
+		a.now, a.hw = now.Add(step.at), step.hw
+		ok, trip, _ := request(t, tb, s, a)
+		if !ok || trip != step.store {
+			t.Errorf("%s: allowed %v, round trip %v", step.name, ok, trip)
+		}
+	}
+}
+
+func TestAFullTableChargesNewLicensesPerRequest(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	tb.max = 1
+	now := time.Unix(1_000_000, 0)
+	other := policy.LicenseKey{Issuer: "https://iss", Key: "lic-2"}
+	request(t, tb, s, chargeAsk{key: testLicense, cost: 1, limit: 100, now: now})
+	for range 50 {
+		_, trip, plan := request(t, tb, s, chargeAsk{key: other, cost: 1, limit: 1 << 40, seats: 1, hw: "d", fresh: time.Second, now: now})
+		if !trip || plan.ask != 0 {
+			t.Fatalf("a license beyond the table's room: round trip %v, asked %d", trip, plan.ask)
+		}
+	}
+}
+
+func TestAChargeThatNeverReachedTheStoreKeepsTheEndedBlock(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+	var block int64
+	for block == 0 {
+		_, _, plan := request(t, tb, s, a)
+		block = plan.ask
+	}
+	for range block {
+		request(t, tb, s, a)
+	}
+	plan := tb.begin(&a)
+	if plan.end != block || plan.ask == 0 {
+		t.Fatalf("plan %+v, want a reservation ending %d", plan, block)
+	}
+	tb.finish(&a, plan, policy.Result{}, errors.Join(policy.ErrStore, policy.ErrNotSent), false)
+	if again := tb.begin(&a); again.end != block {
+		t.Errorf("the next reservation ends %d, want %d again", again.end, block)
+	}
+}
+
+func TestBlocksNeverServeMoreThanTheCreditsUnderConcurrency(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		cost  int64
+	}{
+		{"a budget much larger than the load", 1 << 40, 1},
+		{"a budget the load spends", 20000, 1},
+		{"a budget the load spends at cost 3", 30001, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newBlockStore()
+			// Three gateways on one store.
+			tables := []*blockTable{newTestTable(s), newTestTable(s), newTestTable(s)}
+			now := time.Unix(1_000_000, 0)
+			var served atomic.Int64
+			var wg sync.WaitGroup
+			for g := range 24 {
+				tb := tables[g%len(tables)]
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					a := chargeAsk{key: testLicense, cost: tc.cost, limit: tc.limit, now: now}
+					for i := range 1500 {
+						a.now = now.Add(time.Duration(i) * time.Millisecond)
+						if ok, _, p := request(t, tb, s, a); ok {
+							served.Add(tc.cost)
+							if i%7 == 0 && p.served && tb.refund(a.key, p.gen, tc.cost) {
+								served.Add(-tc.cost)
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			for _, tb := range tables {
+				tb.close(time.Second)
+			}
+			used, leased := s.counts(testLicense)
+			if used != served.Load() || leased != 0 {
+				t.Errorf("store used %d, leased %d; served %d", used, leased, served.Load())
+			}
+			if used > tc.limit {
+				t.Errorf("served %d of %d credits", used, tc.limit)
+			}
+			if tc.limit > 24*1500*tc.cost {
+				return
+			}
+			// What the blocks held came back: the rest of the budget is
+			// there to the last credit.
+			for {
+				res, _ := s.Charge(context.Background(), &policy.Charge{Key: testLicense, Cost: tc.cost, Limit: tc.limit})
+				if res.Outcome != policy.Allowed {
+					break
+				}
+				served.Add(tc.cost)
+			}
+			if got, want := served.Load(), tc.limit-tc.limit%tc.cost; got != want {
+				t.Errorf("served %d credits in all, want %d", got, want)
+			}
+		})
+	}
+}
