@@ -296,6 +296,14 @@ func parseStoreConfig(d *caddyfile.Dispenser) (*module.StoreConfig, error) {
 			if sc.Revocations != module.RevocationsPushed && sc.Revocations != module.RevocationsPerRequest {
 				return nil, d.Errf("revocations must be %s or %s, not %q", module.RevocationsPushed, module.RevocationsPerRequest, sc.Revocations)
 			}
+		case "blocks":
+			if err := oneArg(d, &sc.Blocks); err != nil {
+				return nil, err
+			}
+			if sc.Blocks != module.BlocksOn && sc.Blocks != module.BlocksOff {
+				return nil, d.Errf("blocks must be %s or %s, not %q%s", module.BlocksOn, module.BlocksOff, sc.Blocks,
+					didYouMean(sc.Blocks, []string{module.BlocksOn, module.BlocksOff}))
+			}
 		default:
 			return nil, d.Errf("unknown store option %q%s", opt, didYouMean(opt, StoreOptions))
 		}

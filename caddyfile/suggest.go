@@ -15,6 +15,7 @@ var StoreOptions = []string{
 	"addresses", "master_name", "username", "password", "db", "tls", "timeout", "pool_size", "prefix",
 	"durability",
 	"revocations",
+	"blocks",
 }
 
 // suggestion is the known name closest to got, when it is close enough to

@@ -1,6 +1,7 @@
 package module
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -291,6 +292,9 @@ func (a Admin) revoke(w http.ResponseWriter, r *http.Request, req adminRequest) 
 		if err := s.Revoke(r.Context(), key, until); err != nil {
 			return storeErr(s, err)
 		}
+		// This gateway's block goes back at once; the others' as their
+		// revocation views learn of it.
+		dropBlock(r.Context(), s, key)
 	}
 	return a.report(w, r, req, key)
 }
@@ -337,6 +341,10 @@ func (a Admin) credits(w http.ResponseWriter, r *http.Request, req adminRequest,
 		return apiErr(http.StatusBadRequest, "the running config has several stores (%s): name one with ?store=", storeNames(req.stores))
 	}
 	s := req.stores[0]
+	// This gateway's block goes back first, so the change applies to
+	// credits it no longer holds; the other gateways drop theirs when the
+	// store tells them of the change (policy.Blocks.WatchCredits).
+	dropBlock(r.Context(), s, key)
 	if _, err := s.AdjustCredits(r.Context(), key, add, body.Reset, expires); err != nil {
 		return storeErr(s, err)
 	}
@@ -353,7 +361,7 @@ func (a Admin) report(w http.ResponseWriter, r *http.Request, req adminRequest, 
 		if err != nil {
 			return storeErr(s, err)
 		}
-		views[i] = usageJSON{Issuer: u.Issuer, Key: u.Key, Used: u.Used, Revoked: u.Revoked,
+		views[i] = usageJSON{Issuer: u.Issuer, Key: u.Key, Used: u.Used, Leased: u.Leased, Revoked: u.Revoked,
 			RevokedUntil: u.RevokedUntil, Seats: u.Seats}
 		if u.HasLimit {
 			views[i].Limit, views[i].Left = &u.Limit, &u.Left
@@ -371,12 +379,15 @@ func (a Admin) report(w http.ResponseWriter, r *http.Request, req adminRequest, 
 
 // usageJSON is the admin API's view of a license in one store:
 // credits_limit and credits_left appear once a charge under the key has
-// been seen.
+// been seen. credits_used excludes the credits leased in gateways' credit
+// blocks (credits_leased), some of which may have been served already;
+// credits_left excludes both.
 type usageJSON struct {
 	Store        string `json:"store,omitempty"`
 	Issuer       string `json:"iss,omitempty"`
 	Key          string `json:"key"`
 	Used         int64  `json:"credits_used"`
+	Leased       int64  `json:"credits_leased"`
 	Limit        *int64 `json:"credits_limit,omitempty"`
 	Left         *int64 `json:"credits_left,omitempty"`
 	Seats        int64  `json:"seats_in_use"`
@@ -389,6 +400,18 @@ type storesJSON struct {
 	Issuer string      `json:"iss,omitempty"`
 	Key    string      `json:"key"`
 	Stores []usageJSON `json:"stores"`
+}
+
+// blockDropper is a store whose gateway holds credit blocks.
+type blockDropper interface {
+	dropBlock(ctx context.Context, key policy.LicenseKey)
+}
+
+// dropBlock returns this gateway's block of key in s, if it holds one.
+func dropBlock(ctx context.Context, s namedStore, key policy.LicenseKey) {
+	if d, ok := s.(blockDropper); ok {
+		d.dropBlock(ctx, key)
+	}
 }
 
 // Interface guard.

@@ -53,6 +53,13 @@ func redisStoreName(o redisstore.Options) string {
 	return "redis " + where + " " + o.Prefix
 }
 
+// dropBlock implements blockDropper.
+func (r redisCounters) dropBlock(ctx context.Context, key policy.LicenseKey) {
+	if r.blocks != nil {
+		r.blocks.drop(ctx, key)
+	}
+}
+
 // Destruct closes the client; it implements caddy.Destructor.
 func (r redisCounters) Destruct() error {
 	if r.blocks != nil {
