@@ -16,6 +16,7 @@ type licenseView struct {
 	Issuer       string `json:"iss"`
 	Key          string `json:"key"`
 	Used         int64  `json:"credits_used"`
+	Leased       int64  `json:"credits_leased"`
 	Limit        *int64 `json:"credits_limit"`
 	Left         *int64 `json:"credits_left"`
 	Seats        int64  `json:"seats_in_use"`

@@ -38,7 +38,7 @@ func TestRevocationsArePushedToEveryGateway(t *testing.T) {
 			raw := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs})
 			t.Cleanup(func() { raw.Close() })
 
-			t.Run("a license that counts nothing costs no charge script, one with credits one per request", func(t *testing.T) {
+			t.Run("a license that counts nothing costs no charge script, one with credits at most one per request", func(t *testing.T) {
 				plain, credits := key.Sign(t, Std()), key.Sign(t, Std("credits", 1000))
 				for _, c := range gates {
 					for _, tok := range []string{credits, plain} {
@@ -72,8 +72,10 @@ func TestRevocationsArePushedToEveryGateway(t *testing.T) {
 						t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
 					}
 				}
-				if d := scriptCalls(t, addrs) - before; d != n {
-					t.Fatalf("%d requests of a token with credits ran %d scripts; want %d", n, d, n)
+				// At most one each: with credit blocks on (the default) a
+				// busy license's requests are served from blocks.
+				if d := scriptCalls(t, addrs) - before; d < 1 || d > n {
+					t.Fatalf("%d requests of a token with credits ran %d scripts; want 1 to %d", n, d, n)
 				}
 			})
 

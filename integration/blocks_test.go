@@ -1,0 +1,406 @@
+package integration
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/licensegate/licensegate/internal/testredis"
+)
+
+// Credit blocks through real Caddy and real Redis (README.md, "Credit
+// blocks"). The exactness tests of counting_test.go run with blocks on
+// too, as it is the default.
+
+// tokenLoad sends requests with one token to gates from conc clients until
+// stopped, counting the answers per gateway.
+type tokenLoad struct {
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	status  []map[int]int // per gateway
+	ok      atomic.Int64  // 200s over all gateways
+	lastOK  []time.Time   // per gateway, when its last 200 came
+	remains []int64       // per gateway, the last X-License-Credits-Remaining
+}
+
+func startTokenLoad(t *testing.T, gates []*Caddy, tok string, conc int, headers ...string) *tokenLoad {
+	t.Helper()
+	l := &tokenLoad{stop: make(chan struct{}), status: make([]map[int]int, len(gates)),
+		lastOK: make([]time.Time, len(gates)), remains: make([]int64, len(gates))}
+	for i := range gates {
+		l.status[i] = map[int]int{}
+	}
+	for w := range conc {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			gi := w % len(gates)
+			c := gates[gi]
+			for {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest(http.MethodGet, c.URL+"/", nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				for i := 0; i+1 < len(headers); i += 2 {
+					req.Header.Set(headers[i], headers[i+1])
+				}
+				resp, err := httpClient.Do(req)
+				status := -1
+				if err == nil {
+					status = resp.StatusCode
+					resp.Body.Close()
+				}
+				l.mu.Lock()
+				l.status[gi][status]++
+				if status == http.StatusOK {
+					l.ok.Add(1)
+					l.lastOK[gi] = time.Now()
+					if n, err := strconv.ParseInt(resp.Header.Get("X-License-Credits-Remaining"), 10, 64); err == nil {
+						l.remains[gi] = n
+					}
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	return l
+}
+
+// end stops the clients and waits for them.
+func (l *tokenLoad) end() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+func (l *tokenLoad) count(gate, status int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status[gate][status]
+}
+
+// blocksSite is a site with the gate on Redis (blocks on, the default, or
+// the given store options) and the metrics endpoint.
+func blocksSite(t *testing.T, addrs []string, storeExtra string) (*Key, string) {
+	return storeSite(t, "store redis {\n\t\t\taddresses "+strings.Join(addrs, " ")+"\n\t\t\ttimeout 5s\n\t\t\t"+storeExtra+"\n\t\t}")
+}
+
+// view is the license's admin view.
+func view(t *testing.T, c *Caddy, jti string) licenseView {
+	t.Helper()
+	return decodeView[licenseView](t, adminDo(t, c, http.MethodGet, "/license-gate/licenses/"+escapeKey(jti), "", 200))
+}
+
+// metricSum adds a metric over gateways.
+func metricSum(t *testing.T, gates []*Caddy, name string) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, c := range gates {
+		v, ok := c.metric(t, name)
+		if !ok {
+			t.Fatalf("no %s metric", name)
+		}
+		sum += v
+	}
+	return sum
+}
+
+func TestAHotTokenIsServedFromBlocksWithFewRoundTrips(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	addrs := []string{r.Addr()}
+	key, site := blocksSite(t, addrs, "")
+	gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
+	claims := Std("credits", int64(1)<<40)
+	tok, jti := key.Sign(t, claims), claims["jti"].(string)
+	for _, c := range gates {
+		// Each gateway reads the revocations once before it serves
+		// from blocks.
+		WaitFor(t, 10*time.Second, "the gateway to serve", func() bool {
+			resp, _ := c.Get(t, "/", tok)
+			return resp.StatusCode == 200
+		})
+	}
+
+	l := startTokenLoad(t, gates, tok, 16)
+	time.Sleep(1500 * time.Millisecond) // to steady tokenLoad: the rate estimate covers a second
+	scripts0, ok0 := scriptCalls(t, addrs), l.ok.Load()
+	time.Sleep(2 * time.Second)
+	scripts, served := scriptCalls(t, addrs)-scripts0, l.ok.Load()-ok0
+	unused := metricSum(t, gates, "licensegate_block_credits_unused")
+	l.end()
+	t.Logf("steady tokenLoad: %d requests served with %d store round trips (%.0f requests per round trip)",
+		served, scripts, float64(served)/float64(max(scripts, 1)))
+	if served < 200 {
+		t.Fatalf("only %d requests served in 2 s: too little tokenLoad to judge", served)
+	}
+	if scripts*50 > int(served) {
+		t.Errorf("%d store round trips for %d requests; want at most one per 50", scripts, served)
+	}
+	if unused <= 0 {
+		t.Errorf("licensegate_block_credits_unused %v under tokenLoad, want some", unused)
+	}
+	for i := range gates {
+		if n := l.count(i, 200); n == 0 || len(l.status[i]) != 1 {
+			t.Errorf("gateway %d answered %v", i+1, l.status[i])
+		}
+		if l.remains[i] <= 0 || l.remains[i] > int64(1)<<40 {
+			t.Errorf("gateway %d's last X-License-Credits-Remaining %d", i+1, l.remains[i])
+		}
+	}
+
+	// Idle blocks go back: the store then counts exactly what was served.
+	total := l.ok.Load() + int64(len(gates)) // the warm-up requests
+	WaitFor(t, 10*time.Second, "the idle blocks to be returned", func() bool {
+		return view(t, gates[0], jti).Leased == 0
+	})
+	if v := view(t, gates[1], jti); v.Used != total || v.Leased != 0 {
+		t.Errorf("after the blocks went back: credits_used %d, credits_leased %d; served %d", v.Used, v.Leased, total)
+	}
+	if u := metricSum(t, gates, "licensegate_block_credits_unused"); u != 0 {
+		t.Errorf("licensegate_block_credits_unused %v once idle, want 0", u)
+	}
+	if n := metricSum(t, gates, "licensegate_blocks_taken_total"); n == 0 {
+		t.Error("licensegate_blocks_taken_total is 0")
+	}
+	if n := metricSum(t, gates, "licensegate_blocks_returned_total"); n == 0 {
+		t.Error("licensegate_blocks_returned_total is 0")
+	}
+}
+
+func TestTheLastStretchOfABudgetIsChargedOneByOne(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	addrs := []string{r.Addr()}
+	key, site := blocksSite(t, addrs, "")
+	gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"}),
+		StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
+	plain := key.Sign(t, Std())
+	for _, c := range gates {
+		WaitFor(t, 10*time.Second, "every gateway to read the revocations", func() bool {
+			before := scriptCalls(t, addrs)
+			c.Get(t, "/", plain)
+			return scriptCalls(t, addrs) == before
+		})
+	}
+	const credits = 3000
+	claims := Std("credits", credits)
+	tok, jti := key.Sign(t, claims), claims["jti"].(string)
+	counts := hammer(t, gates, tok, 2*credits, 48)
+	if counts[200] != credits || counts[403] != credits {
+		t.Fatalf("statuses %v, want %d×200 and %d×403", counts, credits, credits)
+	}
+	if n := metricSum(t, gates, "licensegate_blocks_taken_total"); n == 0 {
+		t.Error("no block was taken: the test did not exercise blocks")
+	}
+	if v := view(t, gates[0], jti); v.Used+v.Leased != credits || v.Left == nil || *v.Left != 0 {
+		t.Errorf("admin view %+v, want %d credits used and leased together, none left", v, credits)
+	}
+}
+
+func TestARevokedLicenseIsRefusedOnEveryGatewayDespiteItsBlocks(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	addrs := []string{r.Addr()}
+	key, site := blocksSite(t, addrs, "")
+	gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"}),
+		StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
+	claims := Std("credits", int64(1)<<40)
+	tok, jti := key.Sign(t, claims), claims["jti"].(string)
+	for _, c := range gates {
+		WaitFor(t, 10*time.Second, "the gateway to serve", func() bool {
+			resp, _ := c.Get(t, "/", tok)
+			return resp.StatusCode == 200
+		})
+	}
+	l := startTokenLoad(t, gates, tok, 12)
+	WaitFor(t, 10*time.Second, "every gateway to hold a block", func() bool {
+		for _, c := range gates {
+			if v, _ := c.metric(t, "licensegate_block_credits_unused"); v <= 0 {
+				return false
+			}
+		}
+		return true
+	})
+	start := time.Now()
+	adminDo(t, gates[0], http.MethodPost, "/license-gate/revocations", `{"jti":"`+jti+`"}`, 200)
+	// The gateway that revoked refuses at once.
+	resp, body := gates[0].Get(t, "/", tok)
+	AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
+	for i, c := range gates {
+		d := untilStatus(t, c, tok, http.StatusUnauthorized, start)
+		t.Logf("revocation through gateway 1 refused on gateway %d (holding a block, under tokenLoad) after %v", i+1, d)
+	}
+	l.end()
+	for i, c := range gates {
+		for range 20 {
+			resp, body := c.Get(t, "/", tok)
+			AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
+		}
+		if v, _ := c.metric(t, "licensegate_block_credits_unused"); v != 0 {
+			t.Errorf("gateway %d still holds %v credits of a revoked license", i+1, v)
+		}
+	}
+	// The blocks went back: the store counts what was served.
+	served := l.ok.Load() + int64(len(gates))
+	if v := view(t, gates[2], jti); v.Used != served || v.Leased != 0 {
+		t.Errorf("credits_used %d, credits_leased %d; served %d", v.Used, v.Leased, served)
+	}
+}
+
+func TestAKilledGatewayStrandsAtMostOneBlock(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	addrs := []string{r.Addr()}
+	key, site := blocksSite(t, addrs, "")
+	victim, witness := StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site)
+	claims := Std("credits", int64(1)<<40)
+	tok, jti := key.Sign(t, claims), claims["jti"].(string)
+	WaitFor(t, 10*time.Second, "the gateway to serve", func() bool {
+		resp, _ := victim.Get(t, "/", tok)
+		return resp.StatusCode == 200
+	})
+	const conc = 8
+	l := startTokenLoad(t, []*Caddy{victim}, tok, conc)
+	WaitFor(t, 10*time.Second, "the gateway to hold a block", func() bool {
+		v, _ := victim.metric(t, "licensegate_block_credits_unused")
+		return v > 0
+	})
+	okBefore := l.ok.Load()
+	time.Sleep(time.Second)
+	lastSecond := l.ok.Load() - okBefore
+	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	l.end()
+	served := l.ok.Load() + 1
+	v := view(t, witness, jti)
+	stranded := v.Used + v.Leased - served
+	t.Logf("SIGKILL under tokenLoad: %d requests served, the store counts %d used and %d leased: %d credits stranded (requests in flight: at most %d)",
+		served, v.Used, v.Leased, stranded, conc)
+	// What the killed gateway held is leased for good (until the token
+	// expires); the witness never served the token, so that is one block.
+	// Requests in flight at the kill may have been charged unanswered.
+	if stranded < 0 || stranded > v.Leased+conc {
+		t.Errorf("%d credits stranded, want at most the one block leased (%d) and the %d requests in flight", stranded, v.Leased, conc)
+	}
+	// A block holds about a second of the license's traffic.
+	if v.Leased > 2*lastSecond+conc {
+		t.Errorf("%d credits leased, against %d requests served in the last second: more than one block", v.Leased, lastSecond)
+	}
+}
+
+func TestBlocksOffMakesOneRoundTripPerRequest(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	addrs := []string{r.Addr()}
+	key, site := blocksSite(t, addrs, "blocks off")
+	c := StartCaddy(t, site)
+	tok := key.Sign(t, Std("credits", int64(1)<<40))
+	const n = 200
+	before := scriptCalls(t, addrs)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n / 8 {
+				if resp, body := c.Get(t, "/", tok); resp.StatusCode != 200 {
+					t.Errorf("%d %s", resp.StatusCode, body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if d := scriptCalls(t, addrs) - before; d != n {
+		t.Errorf("%d requests with blocks off ran %d scripts; want %d", n, d, n)
+	}
+}
+
+func TestADeviceHoldingItsSeatRefreshesItAtMostOncePerSecond(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	addrs := []string{r.Addr()}
+	key, site := blocksSite(t, addrs, "")
+	c := StartCaddy(t, site)
+	tok := key.Sign(t, Std("seats", 2))
+	WaitFor(t, 10*time.Second, "the gateway to read the revocations", func() bool {
+		plain := key.Sign(t, Std())
+		before := scriptCalls(t, addrs)
+		c.Get(t, "/", plain)
+		return scriptCalls(t, addrs) == before
+	})
+	before := scriptCalls(t, addrs)
+	start := time.Now()
+	const n = 100
+	for i := range n {
+		if resp, body := c.Get(t, "/", tok, "X-Hardware-Id", "device-a"); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	elapsed := time.Since(start)
+	d := scriptCalls(t, addrs) - before
+	t.Logf("%d requests of one device in %v ran %d scripts", n, elapsed, d)
+	if limit := 1 + int(elapsed/time.Second) + 1; d < 1 || d > limit {
+		t.Errorf("%d requests of one device in %v ran %d scripts; want 1 to %d (one per second at most)", n, elapsed, d, limit)
+	}
+	// A new device goes to the store at once, and a third is refused.
+	before = scriptCalls(t, addrs)
+	if resp, body := c.Get(t, "/", tok, "X-Hardware-Id", "device-b"); resp.StatusCode != 200 {
+		t.Fatalf("device b: %d %s", resp.StatusCode, body)
+	}
+	if d := scriptCalls(t, addrs) - before; d != 1 {
+		t.Errorf("a new device ran %d scripts, want 1", d)
+	}
+	resp, body := c.Get(t, "/", tok, "X-Hardware-Id", "device-c")
+	AssertReject(t, resp, body, http.StatusTooManyRequests, "maxConcurrentSessionsExceed", "")
+}
+
+func TestCreditsChangedThroughTheAdminAPIDropTheBlocks(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	addrs := []string{r.Addr()}
+	key, site := blocksSite(t, addrs, "")
+	gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
+	claims := Std("credits", int64(1)<<40)
+	tok, jti := key.Sign(t, claims), claims["jti"].(string)
+	for _, c := range gates {
+		WaitFor(t, 10*time.Second, "the gateway to serve", func() bool {
+			resp, _ := c.Get(t, "/", tok)
+			return resp.StatusCode == 200
+		})
+	}
+	l := startTokenLoad(t, gates, tok, 8)
+	WaitFor(t, 10*time.Second, "both gateways to hold a block", func() bool {
+		for _, c := range gates {
+			if v, _ := c.metric(t, "licensegate_block_credits_unused"); v <= 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// Under tokenLoad no block idles: what goes back now goes back for the
+	// change, the adjusting gateway's before it, the other's on the
+	// store's message.
+	returned := metricSum(t, gates, "licensegate_blocks_returned_total")
+	adminDo(t, gates[0], http.MethodPost, "/license-gate/licenses/"+escapeKey(jti)+"/credits", `{"add": 10}`, 200)
+	WaitFor(t, 10*time.Second, "both gateways to return their block", func() bool {
+		return metricSum(t, gates, "licensegate_blocks_returned_total") >= returned+2
+	})
+	l.end()
+	WaitFor(t, 10*time.Second, "the idle blocks to be returned", func() bool {
+		return view(t, gates[0], jti).Leased == 0
+	})
+	served := l.ok.Load() + int64(len(gates))
+	if v := view(t, gates[1], jti); v.Used != served-10 || v.Leased != 0 {
+		t.Errorf("after a top up of 10: credits_used %d, credits_leased %d; served %d", v.Used, v.Leased, served)
+	}
+}
