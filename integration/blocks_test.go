@@ -131,22 +131,22 @@ func TestAHotTokenIsServedFromBlocksWithFewRoundTrips(t *testing.T) {
 	}
 
 	l := startTokenLoad(t, gates, tok, 16)
-	time.Sleep(1500 * time.Millisecond) // to steady tokenLoad: the rate estimate covers a second
+	time.Sleep(1500 * time.Millisecond) // to steady load: the rate estimate covers a second
 	scripts0, ok0 := scriptCalls(t, addrs), l.ok.Load()
 	time.Sleep(2 * time.Second)
 	scripts, served := scriptCalls(t, addrs)-scripts0, l.ok.Load()-ok0
 	unused := metricSum(t, gates, "licensegate_block_credits_unused")
 	l.end()
-	t.Logf("steady tokenLoad: %d requests served with %d store round trips (%.0f requests per round trip)",
+	t.Logf("steady load: %d requests served with %d store round trips (%.0f requests per round trip)",
 		served, scripts, float64(served)/float64(max(scripts, 1)))
 	if served < 200 {
-		t.Fatalf("only %d requests served in 2 s: too little tokenLoad to judge", served)
+		t.Fatalf("only %d requests served in 2 s: too little load to judge", served)
 	}
 	if scripts*50 > int(served) {
 		t.Errorf("%d store round trips for %d requests; want at most one per 50", scripts, served)
 	}
 	if unused <= 0 {
-		t.Errorf("licensegate_block_credits_unused %v under tokenLoad, want some", unused)
+		t.Errorf("licensegate_block_credits_unused %v under load, want some", unused)
 	}
 	for i := range gates {
 		if n := l.count(i, 200); n == 0 || len(l.status[i]) != 1 {
@@ -237,7 +237,7 @@ func TestARevokedLicenseIsRefusedOnEveryGatewayDespiteItsBlocks(t *testing.T) {
 	AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
 	for i, c := range gates {
 		d := untilStatus(t, c, tok, http.StatusUnauthorized, start)
-		t.Logf("revocation through gateway 1 refused on gateway %d (holding a block, under tokenLoad) after %v", i+1, d)
+		t.Logf("revocation through gateway 1 refused on gateway %d (holding a block, under load) after %v", i+1, d)
 	}
 	l.end()
 	for i, c := range gates {
@@ -284,7 +284,7 @@ func TestAKilledGatewayStrandsAtMostOneBlock(t *testing.T) {
 	served := l.ok.Load() + 1
 	v := view(t, witness, jti)
 	stranded := v.Used + v.Leased - served
-	t.Logf("SIGKILL under tokenLoad: %d requests served, the store counts %d used and %d leased: %d credits stranded (requests in flight: at most %d)",
+	t.Logf("SIGKILL under load: %d requests served, the store counts %d used and %d leased: %d credits stranded (requests in flight: at most %d)",
 		served, v.Used, v.Leased, stranded, conc)
 	// What the killed gateway held is leased for good (until the token
 	// expires); the witness never served the token, so that is one block.
@@ -387,7 +387,7 @@ func TestCreditsChangedThroughTheAdminAPIDropTheBlocks(t *testing.T) {
 		}
 		return true
 	})
-	// Under tokenLoad no block idles: what goes back now goes back for the
+	// Under load no block idles: what goes back now goes back for the
 	// change, the adjusting gateway's before it, the other's on the
 	// store's message.
 	returned := metricSum(t, gates, "licensegate_blocks_returned_total")
