@@ -22,6 +22,7 @@ type blockStore struct {
 	charges atomic.Int64
 	returns atomic.Int64
 	fail    error // Charge fails with it, counting nothing
+	undos   []policy.Undo
 	watch   func(policy.LicenseKey)
 }
 
@@ -464,4 +465,49 @@ func TestBlocksNeverServeMoreThanTheCreditsUnderConcurrency(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The rest of policy.Counters, for a gate in front of a blockStore.
+
+func (s *blockStore) Refund(_ context.Context, key policy.LicenseKey, cost int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used[key] -= cost
+	return nil
+}
+
+func (s *blockStore) Undo(_ context.Context, u *policy.Undo) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.undos = append(s.undos, *u)
+	if u.Ran {
+		s.used[u.Key] -= u.Cost
+	}
+	return nil
+}
+
+func (s *blockStore) Revoke(_ context.Context, key policy.LicenseKey, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revoked[key] = true
+	return nil
+}
+
+func (s *blockStore) Unrevoke(_ context.Context, key policy.LicenseKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.revoked, key)
+	return nil
+}
+
+func (s *blockStore) Usage(_ context.Context, key policy.LicenseKey, _ time.Time) (policy.Usage, error) {
+	used, leased := s.counts(key)
+	return policy.Usage{Key: key.Key, Used: used - leased, Leased: leased}, nil
+}
+
+func (s *blockStore) AdjustCredits(_ context.Context, key policy.LicenseKey, add int64, _ bool, _ time.Time) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used[key] -= add
+	return s.used[key], nil
 }

@@ -1,0 +1,172 @@
+package module
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/licensegate/licensegate/policy"
+)
+
+// blockGate is a gate whose store is s, with credit blocks on, refunding
+// 5xx.
+func blockGate(t *testing.T, s *blockStore, clk *testClock) *Gate {
+	t.Helper()
+	g, _ := provisioned(t, &Gate{Secret: "block-secret-block-secret-block-secret", RefundOn: []string{"5xx"}}, clk)
+	g.store, g.revocationView, g.storeInProcess = s, s, false
+	g.voids = newVoidQueue(s, "blocks", 16, time.Second)
+	g.blocks = newTestTable(s)
+	t.Cleanup(func() {
+		g.blocks.close(time.Second)
+		g.voids.close()
+	})
+	return g
+}
+
+// serveStatus runs r through g in front of a handler answering status.
+func serveStatus(t *testing.T, g *Gate, r *http.Request, status int) *httptest.ResponseRecorder {
+	t.Helper()
+	repl := caddy.NewReplacer()
+	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.7"})
+	rec := httptest.NewRecorder()
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+		w.WriteHeader(status)
+		return nil
+	})
+	if err := g.ServeHTTP(rec, r.WithContext(ctx), next); err != nil {
+		t.Fatalf("ServeHTTP: %v", err)
+	}
+	return rec
+}
+
+// warm sends requests until the license holds a block; it returns how
+// many were served.
+func warm(t *testing.T, g *Gate, tok string) int64 {
+	t.Helper()
+	for n := int64(1); n < 1000; n++ {
+		if rec := serveStatus(t, g, bearer(tok), http.StatusOK); rec.Code != http.StatusOK {
+			t.Fatalf("warm-up: %d %s", rec.Code, rec.Body)
+		}
+		if blockUnused.Load() > 0 {
+			return n
+		}
+	}
+	t.Fatal("no block after 1000 requests")
+	return 0
+}
+
+func TestTheGateServesFromItsBlock(t *testing.T) {
+	clk := newClock()
+	s := newBlockStore()
+	g := blockGate(t, s, clk)
+	const credits = 1_000_000
+	tok := hsToken(t, g.Secret, claimsAt(clk, "credits", credits))
+	key := policy.LicenseKey{Key: "jti-1"}
+	served := warm(t, g, tok)
+	charges := s.charges.Load()
+
+	t.Run("with no round trip and the credits left in the header", func(t *testing.T) {
+		rec := serveStatus(t, g, bearer(tok), http.StatusOK)
+		served++
+		if rec.Code != http.StatusOK || s.charges.Load() != charges {
+			t.Fatalf("status %d, %d store charges (want none)", rec.Code, s.charges.Load()-charges)
+		}
+		if got := rec.Header().Get(HeaderCreditsRemaining); got != strconv.FormatInt(credits-served, 10) {
+			t.Errorf("%s = %s, want %d", HeaderCreditsRemaining, got, credits-served)
+		}
+	})
+
+	t.Run("a refund goes back to the block", func(t *testing.T) {
+		before := blockUnused.Load()
+		if rec := serveStatus(t, g, bearer(tok), http.StatusBadGateway); rec.Code != http.StatusBadGateway {
+			t.Fatalf("status %d", rec.Code)
+		}
+		if got := blockUnused.Load(); got != before || len(s.undos) != 0 {
+			t.Errorf("block credits %d → %d, store undos %v: want the credit back in the block", before, got, s.undos)
+		}
+	})
+
+	t.Run("a refund after the block went back goes to the store once", func(t *testing.T) {
+		// A request served from the block, its upstream slow: the block
+		// idles out meanwhile.
+		slow := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+			g.blocks.sweep(clk.Now().Add(blockIdle))
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return nil
+		})
+		repl := caddy.NewReplacer()
+		r := bearer(tok)
+		ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.7"})
+		if err := g.ServeHTTP(httptest.NewRecorder(), r.WithContext(ctx), slow); err != nil {
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		undos := append([]policy.Undo(nil), s.undos...)
+		s.mu.Unlock()
+		if len(undos) != 1 || !undos[0].Ran || undos[0].Cost != 1 || undos[0].Request == "" || undos[0].Block != 0 {
+			t.Fatalf("store undos %+v, want one refund with an id of its own", undos)
+		}
+		used, leased := s.counts(key)
+		if used != served || leased != 0 {
+			t.Errorf("store used %d, leased %d; served %d", used, leased, served)
+		}
+	})
+}
+
+func TestAChargeAskingABlockThatTimesOutIsVoidedWithItsBlock(t *testing.T) {
+	clk := newClock()
+	s := newBlockStore()
+	g := blockGate(t, s, clk)
+	tok := hsToken(t, g.Secret, claimsAt(clk, "credits", 1_000_000))
+	warm(t, g, tok)
+	// Serve the block out, then the store stops answering.
+	for blockUnused.Load() > 0 {
+		serveStatus(t, g, bearer(tok), http.StatusOK)
+	}
+	s.mu.Lock()
+	s.fail = policy.ErrStore
+	s.mu.Unlock()
+	rec := serveStatus(t, g, bearer(tok), http.StatusOK)
+	if rec.Code != http.StatusServiceUnavailable || code(t, rec, "license") != string(policy.CodeServiceUnavailable) {
+		t.Fatalf("status %d %s, want 503 serviceUnavailable", rec.Code, rec.Body)
+	}
+	var void policy.Undo
+	for void.Request == "" {
+		s.mu.Lock()
+		if len(s.undos) > 0 {
+			void = s.undos[0]
+		}
+		s.mu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	if void.Ran || !void.Seat || void.Block == 0 || void.Cost != 1 {
+		t.Errorf("void %+v, want the charge's cost, seat and block", void)
+	}
+}
+
+func TestARevokedLicenseIsNotServedFromItsBlock(t *testing.T) {
+	clk := newClock()
+	s := newBlockStore()
+	g := blockGate(t, s, clk)
+	tok := hsToken(t, g.Secret, claimsAt(clk, "credits", 1_000_000))
+	warm(t, g, tok)
+	if err := s.Revoke(context.Background(), policy.LicenseKey{Key: "jti-1"}, clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	rec := serveStatus(t, g, bearer(tok), http.StatusOK)
+	if rec.Code != http.StatusUnauthorized || code(t, rec, "license") != string(policy.CodeNotAuthorized) {
+		t.Fatalf("status %d %s, want 401 notAuthorized", rec.Code, rec.Body)
+	}
+	g.blocks.pending.Wait()
+	if _, leased := s.counts(policy.LicenseKey{Key: "jti-1"}); leased != 0 || blockUnused.Load() != 0 {
+		t.Errorf("leased %d, unused %d after the revocation; want the block returned", leased, blockUnused.Load())
+	}
+}
