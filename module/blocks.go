@@ -454,15 +454,19 @@ func (t *blockTable) returnLater(key policy.LicenseKey, r blockReturn) {
 
 // send tells the store that blocks of r.size credits ended with r.unused
 // of them not served, once: a return that fails strands those credits
-// (counted as used) until the license's counters expire.
+// (counted as used) until the license's counters expire. A return holds
+// at most policy.MaxBlock credits; more (a live block and ended ones)
+// goes in several.
 func (t *blockTable) send(ctx context.Context, key policy.LicenseKey, r blockReturn) {
-	if r.size == 0 {
-		return
-	}
-	blocksReturned.Inc()
-	if err := t.blocks.ReturnBlock(ctx, key, r.size, r.unused); err != nil {
-		caddy.Log().Named("http.handlers.license_gate").Warn("credit block not returned: its unused credits stay counted until the license's counters expire",
-			zap.String("iss", key.Issuer), zap.String("key", key.Key), zap.Int64("size", r.size), zap.Int64("unused", r.unused), zap.Error(err))
+	for r.size > 0 {
+		size := min(r.size, policy.MaxBlock)
+		unused := min(r.unused, size)
+		r.size, r.unused = r.size-size, r.unused-unused
+		blocksReturned.Inc()
+		if err := t.blocks.ReturnBlock(ctx, key, size, unused); err != nil {
+			caddy.Log().Named("http.handlers.license_gate").Warn("credit block not returned: its unused credits stay counted until the license's counters expire",
+				zap.String("iss", key.Issuer), zap.String("key", key.Key), zap.Int64("size", size), zap.Int64("unused", unused), zap.Error(err))
+		}
 	}
 }
 

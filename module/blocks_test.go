@@ -511,3 +511,14 @@ func (s *blockStore) AdjustCredits(_ context.Context, key policy.LicenseKey, add
 	s.used[key] -= add
 	return s.used[key], nil
 }
+
+func TestAReturnBeyondMaxBlockGoesInSeveral(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	s.used[testLicense], s.leased[testLicense] = 3*policy.MaxBlock, 3*policy.MaxBlock
+	tb.send(context.Background(), testLicense, blockReturn{size: 2*policy.MaxBlock + 5, unused: 7})
+	used, leased := s.counts(testLicense)
+	if n := s.returns.Load(); n != 3 || used != 3*policy.MaxBlock-7 || leased != policy.MaxBlock-5 {
+		t.Errorf("%d returns left used %d, leased %d", n, used, leased)
+	}
+}
