@@ -305,6 +305,10 @@ func TestBlocksOffMakesOneRoundTripPerRequest(t *testing.T) {
 	key, site := blocksSite(t, addrs, "blocks off")
 	c := StartCaddy(t, site)
 	tok := key.Sign(t, Std("credits", int64(1)<<40))
+	// The first charge loads the script (EVALSHA, then EVAL).
+	if resp, body := c.Get(t, "/", tok); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
 	const n = 200
 	before := scriptCalls(t, addrs)
 	var wg sync.WaitGroup
