@@ -5,12 +5,17 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/licensegate/licensegate/internal/testredis"
 	"github.com/licensegate/licensegate/policy"
 )
 
@@ -168,5 +173,45 @@ func TestARevokedLicenseIsNotServedFromItsBlock(t *testing.T) {
 	g.blocks.pending.Wait()
 	if _, leased := s.counts(policy.LicenseKey{Key: "jti-1"}); leased != 0 || blockUnused.Load() != 0 {
 		t.Errorf("leased %d, unused %d after the revocation; want the block returned", leased, blockUnused.Load())
+	}
+}
+
+func TestTheRedisStoreServesFromBlocksOnlyWithPushedRevocations(t *testing.T) {
+	srv := testredis.Start(t)
+	for _, tc := range []struct {
+		name, blocks, revocations string
+		on                        bool
+		log, errPart              string
+	}{
+		{"by default", "", "", true, "", ""},
+		{"off when asked", BlocksOff, "", false, "", ""},
+		{"off with revocations per request, saying so", "", RevocationsPerRequest, false, "credit blocks off: they need revocations pushed", ""},
+		{"refused on with revocations per request", BlocksOn, RevocationsPerRequest, false, "", "blocks on needs revocations pushed"},
+		{"refused for an unknown value", "sometimes", "", false, "", `blocks must be on or off, not "sometimes"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zapcore.DebugLevel)
+			g := &Gate{JWKSFiles: fileGate(t, newKey(t, "k", "ES256")).JWKSFiles,
+				Store: &StoreConfig{Type: "redis", Addresses: []string{srv.Addr()}, Prefix: "blocksopt:",
+					Blocks: tc.blocks, Revocations: tc.revocations}}
+			g.logger = zap.New(core)
+			err := g.provisionGate()
+			t.Cleanup(func() { _ = g.Cleanup() })
+			if tc.errPart != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errPart) {
+					t.Fatalf("provision error %v, want one containing %q", err, tc.errPart)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if on := g.blocks != nil; on != tc.on {
+				t.Errorf("blocks on = %v, want %v", on, tc.on)
+			}
+			if tc.log != "" && logs.FilterMessageSnippet(tc.log).Len() != 1 {
+				t.Errorf("no line %q: %v", tc.log, logs.All())
+			}
+		})
 	}
 }
