@@ -93,6 +93,21 @@ func blocksSite(t *testing.T, addrs []string, storeExtra string) (*Key, string) 
 	return storeSite(t, "store redis {\n\t\t\taddresses "+strings.Join(addrs, " ")+"\n\t\t\ttimeout 5s\n\t\t\t"+storeExtra+"\n\t\t}")
 }
 
+// redisSetups are the Redis deployments a test runs on: a single node and
+// a three-master Cluster.
+func redisSetups() []struct {
+	name  string
+	addrs func(t *testing.T) []string
+} {
+	return []struct {
+		name  string
+		addrs func(t *testing.T) []string
+	}{
+		{"single node", func(t *testing.T) []string { return []string{testredis.Start(t).Addr()} }},
+		{"cluster", func(t *testing.T) []string { return testredis.StartCluster(t, 3) }},
+	}
+}
+
 // view is the license's admin view.
 func view(t *testing.T, c *Caddy, jti string) licenseView {
 	t.Helper()
@@ -208,51 +223,55 @@ func TestTheLastStretchOfABudgetIsChargedOneByOne(t *testing.T) {
 
 func TestARevokedLicenseIsRefusedOnEveryGatewayDespiteItsBlocks(t *testing.T) {
 	t.Parallel()
-	r := testredis.Start(t)
-	addrs := []string{r.Addr()}
-	key, site := blocksSite(t, addrs, "")
-	gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"}),
-		StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
-	claims := Std("credits", int64(1)<<40)
-	tok, jti := key.Sign(t, claims), claims["jti"].(string)
-	for _, c := range gates {
-		WaitFor(t, 10*time.Second, "the gateway to serve", func() bool {
-			resp, _ := c.Get(t, "/", tok)
-			return resp.StatusCode == 200
-		})
-	}
-	l := startTokenLoad(t, gates, tok, 12)
-	WaitFor(t, 10*time.Second, "every gateway to hold a block", func() bool {
-		for _, c := range gates {
-			if v, _ := c.metric(t, "licensegate_block_credits_unused"); v <= 0 {
-				return false
+	for _, tc := range redisSetups() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addrs := tc.addrs(t)
+			key, site := blocksSite(t, addrs, "")
+			gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"}),
+				StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
+			claims := Std("credits", int64(1)<<40)
+			tok, jti := key.Sign(t, claims), claims["jti"].(string)
+			for _, c := range gates {
+				WaitFor(t, 10*time.Second, "the gateway to serve", func() bool {
+					resp, _ := c.Get(t, "/", tok)
+					return resp.StatusCode == 200
+				})
 			}
-		}
-		return true
-	})
-	start := time.Now()
-	adminDo(t, gates[0], http.MethodPost, "/license-gate/revocations", `{"jti":"`+jti+`"}`, 200)
-	// The gateway that revoked refuses at once.
-	resp, body := gates[0].Get(t, "/", tok)
-	AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
-	for i, c := range gates {
-		d := untilStatus(t, c, tok, http.StatusUnauthorized, start)
-		t.Logf("revocation through gateway 1 refused on gateway %d (holding a block, under load) after %v", i+1, d)
-	}
-	l.end()
-	for i, c := range gates {
-		for range 20 {
-			resp, body := c.Get(t, "/", tok)
+			l := startTokenLoad(t, gates, tok, 12)
+			WaitFor(t, 10*time.Second, "every gateway to hold a block", func() bool {
+				for _, c := range gates {
+					if v, _ := c.metric(t, "licensegate_block_credits_unused"); v <= 0 {
+						return false
+					}
+				}
+				return true
+			})
+			start := time.Now()
+			adminDo(t, gates[0], http.MethodPost, "/license-gate/revocations", `{"jti":"`+jti+`"}`, 200)
+			// The gateway that revoked refuses at once.
+			resp, body := gates[0].Get(t, "/", tok)
 			AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
-		}
-		if v, _ := c.metric(t, "licensegate_block_credits_unused"); v != 0 {
-			t.Errorf("gateway %d still holds %v credits of a revoked license", i+1, v)
-		}
-	}
-	// The blocks went back: the store counts what was served.
-	served := l.ok.Load() + int64(len(gates))
-	if v := view(t, gates[2], jti); v.Used != served || v.Leased != 0 {
-		t.Errorf("credits_used %d, credits_leased %d; served %d", v.Used, v.Leased, served)
+			for i, c := range gates {
+				d := untilStatus(t, c, tok, http.StatusUnauthorized, start)
+				t.Logf("revocation through gateway 1 refused on gateway %d (holding a block, under load) after %v", i+1, d)
+			}
+			l.end()
+			for i, c := range gates {
+				for range 20 {
+					resp, body := c.Get(t, "/", tok)
+					AssertReject(t, resp, body, http.StatusUnauthorized, "notAuthorized", "")
+				}
+				if v, _ := c.metric(t, "licensegate_block_credits_unused"); v != 0 {
+					t.Errorf("gateway %d still holds %v credits of a revoked license", i+1, v)
+				}
+			}
+			// The blocks went back: the store counts what was served.
+			served := l.ok.Load() + int64(len(gates))
+			if v := view(t, gates[2], jti); v.Used != served || v.Leased != 0 {
+				t.Errorf("credits_used %d, credits_leased %d; served %d", v.Used, v.Leased, served)
+			}
+		})
 	}
 }
 
@@ -370,41 +389,45 @@ func TestADeviceHoldingItsSeatRefreshesItAtMostOncePerSecond(t *testing.T) {
 
 func TestCreditsChangedThroughTheAdminAPIDropTheBlocks(t *testing.T) {
 	t.Parallel()
-	r := testredis.Start(t)
-	addrs := []string{r.Addr()}
-	key, site := blocksSite(t, addrs, "")
-	gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
-	claims := Std("credits", int64(1)<<40)
-	tok, jti := key.Sign(t, claims), claims["jti"].(string)
-	for _, c := range gates {
-		WaitFor(t, 10*time.Second, "the gateway to serve", func() bool {
-			resp, _ := c.Get(t, "/", tok)
-			return resp.StatusCode == 200
-		})
-	}
-	l := startTokenLoad(t, gates, tok, 8)
-	WaitFor(t, 10*time.Second, "both gateways to hold a block", func() bool {
-		for _, c := range gates {
-			if v, _ := c.metric(t, "licensegate_block_credits_unused"); v <= 0 {
-				return false
+	for _, tc := range redisSetups() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addrs := tc.addrs(t)
+			key, site := blocksSite(t, addrs, "")
+			gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
+			claims := Std("credits", int64(1)<<40)
+			tok, jti := key.Sign(t, claims), claims["jti"].(string)
+			for _, c := range gates {
+				WaitFor(t, 10*time.Second, "the gateway to serve", func() bool {
+					resp, _ := c.Get(t, "/", tok)
+					return resp.StatusCode == 200
+				})
 			}
-		}
-		return true
-	})
-	// Under load no block idles: what goes back now goes back for the
-	// change, the adjusting gateway's before it, the other's on the
-	// store's message.
-	returned := metricSum(t, gates, "licensegate_blocks_returned_total")
-	adminDo(t, gates[0], http.MethodPost, "/license-gate/licenses/"+escapeKey(jti)+"/credits", `{"add": 10}`, 200)
-	WaitFor(t, 10*time.Second, "both gateways to return their block", func() bool {
-		return metricSum(t, gates, "licensegate_blocks_returned_total") >= returned+2
-	})
-	l.end()
-	WaitFor(t, 10*time.Second, "the idle blocks to be returned", func() bool {
-		return view(t, gates[0], jti).Leased == 0
-	})
-	served := l.ok.Load() + int64(len(gates))
-	if v := view(t, gates[1], jti); v.Used != served-10 || v.Leased != 0 {
-		t.Errorf("after a top up of 10: credits_used %d, credits_leased %d; served %d", v.Used, v.Leased, served)
+			l := startTokenLoad(t, gates, tok, 8)
+			WaitFor(t, 10*time.Second, "both gateways to hold a block", func() bool {
+				for _, c := range gates {
+					if v, _ := c.metric(t, "licensegate_block_credits_unused"); v <= 0 {
+						return false
+					}
+				}
+				return true
+			})
+			// Under load no block idles: what goes back now goes back for the
+			// change, the adjusting gateway's before it, the other's on the
+			// store's message.
+			returned := metricSum(t, gates, "licensegate_blocks_returned_total")
+			adminDo(t, gates[0], http.MethodPost, "/license-gate/licenses/"+escapeKey(jti)+"/credits", `{"add": 10}`, 200)
+			WaitFor(t, 10*time.Second, "both gateways to return their block", func() bool {
+				return metricSum(t, gates, "licensegate_blocks_returned_total") >= returned+2
+			})
+			l.end()
+			WaitFor(t, 10*time.Second, "the idle blocks to be returned", func() bool {
+				return view(t, gates[0], jti).Leased == 0
+			})
+			served := l.ok.Load() + int64(len(gates))
+			if v := view(t, gates[1], jti); v.Used != served-10 || v.Leased != 0 {
+				t.Errorf("after a top up of 10: credits_used %d, credits_leased %d; served %d", v.Used, v.Leased, served)
+			}
+		})
 	}
 }
