@@ -37,14 +37,19 @@ func blockGate(t *testing.T, s *blockStore, clk *testClock) *Gate {
 // serveStatus runs r through g in front of a handler answering status.
 func serveStatus(t *testing.T, g *Gate, r *http.Request, status int) *httptest.ResponseRecorder {
 	t.Helper()
+	return serveNext(t, g, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
+		w.WriteHeader(status)
+		return nil
+	}))
+}
+
+// serveNext runs r through g in front of next.
+func serveNext(t *testing.T, g *Gate, r *http.Request, next caddyhttp.Handler) *httptest.ResponseRecorder {
+	t.Helper()
 	repl := caddy.NewReplacer()
 	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
 	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.7"})
 	rec := httptest.NewRecorder()
-	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
-		w.WriteHeader(status)
-		return nil
-	})
 	if err := g.ServeHTTP(rec, r.WithContext(ctx), next); err != nil {
 		t.Fatalf("ServeHTTP: %v", err)
 	}
@@ -106,13 +111,7 @@ func TestTheGateServesFromItsBlock(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return nil
 		})
-		repl := caddy.NewReplacer()
-		r := bearer(tok)
-		ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
-		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{caddyhttp.ClientIPVarKey: "192.0.2.7"})
-		if err := g.ServeHTTP(httptest.NewRecorder(), r.WithContext(ctx), slow); err != nil {
-			t.Fatal(err)
-		}
+		serveNext(t, g, bearer(tok), slow)
 		s.mu.Lock()
 		undos := append([]policy.Undo(nil), s.undos...)
 		s.mu.Unlock()

@@ -104,6 +104,19 @@ func request(t *testing.T, tb *blockTable, s *blockStore, a chargeAsk) (allowed,
 	return err == nil && res.Outcome == policy.Allowed, true, plan
 }
 
+// firstBlock sends a's requests until one asks a block, and returns its
+// size.
+func firstBlock(t *testing.T, tb *blockTable, s *blockStore, a chargeAsk) int64 {
+	t.Helper()
+	for range 1000 {
+		if _, _, plan := request(t, tb, s, a); plan.ask > 0 {
+			return plan.ask
+		}
+	}
+	t.Fatal("no block asked in 1000 requests")
+	return 0
+}
+
 func newTestTable(s *blockStore) *blockTable {
 	return newBlockTable(s, s, time.Second)
 }
@@ -256,11 +269,7 @@ func TestAFullyServedBlockIdleIsEndedWithNothingUnused(t *testing.T) {
 	tb := newTestTable(s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
-	var block int64
-	for block == 0 {
-		_, _, plan := request(t, tb, s, a)
-		block = plan.ask
-	}
+	block := firstBlock(t, tb, s, a)
 	// Serve exactly the block.
 	for range block {
 		if _, trip, _ := request(t, tb, s, a); trip {
@@ -385,11 +394,7 @@ func TestAChargeThatNeverReachedTheStoreKeepsTheEndedBlock(t *testing.T) {
 	tb := newTestTable(s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
-	var block int64
-	for block == 0 {
-		_, _, plan := request(t, tb, s, a)
-		block = plan.ask
-	}
+	block := firstBlock(t, tb, s, a)
 	for range block {
 		request(t, tb, s, a)
 	}
