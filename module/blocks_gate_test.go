@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/licensegate/licensegate/internal/testredis"
+	"github.com/licensegate/licensegate/module/redisstore"
 	"github.com/licensegate/licensegate/policy"
 )
 
@@ -212,5 +215,86 @@ func TestTheRedisStoreServesFromBlocksOnlyWithPushedRevocations(t *testing.T) {
 				t.Errorf("no line %q: %v", tc.log, logs.All())
 			}
 		})
+	}
+}
+
+func TestBlocksOnRedisNeverServeMoreThanTheCredits(t *testing.T) {
+	srv := testredis.Start(t)
+	const credits, clients, each = 20000, 24, 1200
+	key := policy.LicenseKey{Issuer: "https://iss", Key: "redis-exact"}
+	// Three gateways: three stores on one Redis, each with its table.
+	var tables []*blockTable
+	var stores []*redisstore.Store
+	for range 3 {
+		s, err := redisstore.New(redisstore.Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		b, ok := any(s).(policy.Blocks)
+		if !ok {
+			t.Fatal("the Redis store grants no blocks")
+		}
+		stores, tables = append(stores, s), append(tables, newBlockTable(b, s, 5*time.Second))
+	}
+	now := time.Now()
+	takenBefore := metricNow(blocksTaken)
+	var served atomic.Int64
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tb, s := tables[c%3], stores[c%3]
+			for range each {
+				a := chargeAsk{key: key, cost: 1, limit: credits, now: now}
+				plan := tb.begin(&a)
+				if plan.served {
+					served.Add(1)
+					continue
+				}
+				ch := policy.Charge{Key: key, Cost: 1, Limit: credits, Now: now, Expires: now.Add(time.Hour),
+					Block: plan.ask, EndBlock: plan.end}
+				res, err := s.Charge(context.Background(), &ch)
+				tb.finish(&a, plan, res, err, true)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.Outcome == policy.Allowed {
+					served.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	taken := metricNow(blocksTaken)
+	for _, tb := range tables {
+		tb.close(5 * time.Second)
+	}
+	u, err := stores[0].Usage(context.Background(), key, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Used+u.Leased != served.Load() || u.Leased != 0 || served.Load() > credits {
+		t.Errorf("served %d of %d; the store holds used %d, leased %d", served.Load(), credits, u.Used, u.Leased)
+	}
+	if taken == takenBefore {
+		t.Error("no block was taken")
+	}
+	// What the blocks held came back: the rest is there to the last
+	// credit, one charge at a time.
+	for {
+		res, err := stores[0].Charge(context.Background(), &policy.Charge{Key: key, Cost: 1, Limit: credits, Now: now, Expires: now.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Outcome != policy.Allowed {
+			break
+		}
+		served.Add(1)
+	}
+	if served.Load() != credits {
+		t.Errorf("served %d in all, want %d", served.Load(), credits)
 	}
 }
