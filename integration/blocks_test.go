@@ -410,3 +410,56 @@ func TestCreditsChangedThroughTheAdminAPIDropTheBlocks(t *testing.T) {
 		})
 	}
 }
+
+func TestAGatewayThatStopsReturnsItsBlocks(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	gates, tok, jti := hotLicense(t, []string{r.Addr()}, 2)
+	leaving, witness := gates[0], gates[1]
+	l := startTokenLoad(t, []*Caddy{leaving}, tok, 8)
+	holdBlocks(t, []*Caddy{leaving})
+	if err := leaving.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Caddy unloads its config on SIGTERM: the store goes, its blocks
+	// back. The clients stop once it no longer answers.
+	WaitFor(t, 20*time.Second, "the gateway to stop", func() bool {
+		_, err := http.Get(leaving.AdminURL + "/config/")
+		return err != nil
+	})
+	l.end()
+	served := l.ok.Load() + 2
+	v := view(t, witness, jti)
+	if v.Leased != 0 || v.Used != served {
+		t.Errorf("after the gateway stopped: credits_used %d, credits_leased %d; served %d", v.Used, v.Leased, served)
+	}
+}
+
+func TestAConfigReloadKeepsTheBlocks(t *testing.T) {
+	t.Parallel()
+	r := testredis.Start(t)
+	gates, tok, _ := hotLicense(t, []string{r.Addr()}, 1)
+	c := gates[0]
+	l := startTokenLoad(t, gates, tok, 8)
+	defer l.end()
+	holdBlocks(t, gates)
+	returned := metricSum(t, gates, "licensegate_blocks_returned_total")
+	cfg := adminDo(t, c, http.MethodGet, "/config/", "", 200)
+	req, err := http.NewRequest(http.MethodPost, c.AdminURL+"/load", strings.NewReader(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cache-Control", "must-revalidate") // reload even though nothing changed
+	if resp, body := Do(t, req); resp.StatusCode != 200 {
+		t.Fatalf("reload: %d %s", resp.StatusCode, body)
+	}
+	before := l.ok.Load()
+	WaitFor(t, 10*time.Second, "requests after the reload", func() bool { return l.ok.Load() > before+100 })
+	if n := metricSum(t, gates, "licensegate_blocks_returned_total"); n != returned {
+		t.Errorf("the reload returned %v blocks, want none", n-returned)
+	}
+	if n := len(c.Logs.logLines("load complete")); n != 1 {
+		t.Errorf("%d reloads in the log, want 1", n)
+	}
+}
