@@ -67,6 +67,7 @@ type blockTable struct {
 	now     func() time.Time
 	max     int64
 	count   atomic.Int64
+	gens    atomic.Uint64 // the last block generation given out
 	shards  [blockShards]blockShard
 
 	startOnce sync.Once
@@ -352,8 +353,10 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 					t.returnLater(a.key, blockReturn{size: res.Block, unused: res.Block})
 					return used
 				}
+				// Generations are unique in the table, so a refund never
+				// mistakes a later entry's block for its own.
 				e.size, e.left = res.Block, res.Block
-				e.gen++
+				e.gen = t.gens.Add(1)
 				e.lastServe = a.now
 				if e.cap > 0 {
 					// Grants again: let blocks grow back.
