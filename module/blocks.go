@@ -98,7 +98,8 @@ type licenseBlock struct {
 	reserving bool  // a charge asking a block is in flight
 	used      int64 // the last credits-used figure the store gave
 	hasUsed   bool
-	cap       int64 // halved when the store refuses a block, 0: none
+	cap       int64     // halved when the store refuses a block, 0: none
+	capUntil  time.Time // when cap lapses: other gateways' blocks change
 	// The rate estimate: requests in the current window and the one
 	// before.
 	winStart  time.Time
@@ -230,6 +231,9 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 		return p
 	}
 	var p blockPlan
+	if e.cap > 0 && !a.now.Before(e.capUntil) {
+		e.cap = 0
+	}
 	if !e.reserving && e.size == 0 && e.hasUsed {
 		if want := e.want(rate, a.cost, a.limit); want > 0 {
 			e.reserving = true
@@ -368,7 +372,7 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 				blockUnused.Add(res.Block)
 				blocksTaken.Inc()
 			} else {
-				e.cap = p.ask / 2
+				e.cap, e.capUntil = p.ask/2, a.now.Add(blockIdle)
 			}
 		}
 	case policy.CreditsExhausted:

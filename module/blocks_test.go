@@ -527,3 +527,45 @@ func TestAReturnBeyondMaxBlockGoesInSeveral(t *testing.T) {
 		t.Errorf("%d returns left used %d, leased %d", n, used, leased)
 	}
 }
+
+func TestARefusedBlockIsAskedSmallerThenAgainInFull(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	// Other gateways' blocks leave too little for any block.
+	a := chargeAsk{key: testLicense, cost: 1, limit: 100_000, now: now}
+	for range 10 {
+		request(t, tb, s, a)
+	}
+	s.mu.Lock()
+	s.leased[testLicense] = 9100
+	s.used[testLicense] += 9100
+	s.mu.Unlock()
+	var asks []int64
+	for range 400 {
+		if _, _, p := request(t, tb, s, a); p.ask > 0 {
+			asks = append(asks, p.ask)
+		}
+	}
+	if len(asks) < 2 || len(asks) > 20 {
+		t.Fatalf("asks %v: want each refusal to halve the next, down to none", asks)
+	}
+	for i := 1; i < len(asks); i++ {
+		if asks[i] > asks[i-1]/2 {
+			t.Fatalf("asks %v: want each refusal to halve the next", asks)
+		}
+	}
+	// Once the other gateway's block went back, a refusal no longer
+	// holds the size down.
+	s.mu.Lock()
+	s.leased[testLicense] = 0
+	s.used[testLicense] -= 9100
+	s.mu.Unlock()
+	a.now = now.Add(blockIdle)
+	for range 200 {
+		request(t, tb, s, a)
+	}
+	if _, leased := s.counts(testLicense); leased < 100 {
+		t.Errorf("leased %d after the refusals lapsed, want a full block", leased)
+	}
+}
