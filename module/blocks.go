@@ -121,8 +121,9 @@ func newBlockTable(b policy.Blocks, view policy.RevocationView, timeout time.Dur
 	return t
 }
 
-// start begins sweeping and watching credit changes, once; a table no
-// gate uses (every gate says blocks off) never starts.
+// start begins sweeping and watching credit changes, once, with the
+// first request: a table no gate uses (every gate says blocks off, or
+// only license_issuer shares the store) never starts.
 func (t *blockTable) start() {
 	t.startOnce.Do(func() {
 		t.stopWatch = t.blocks.WatchCredits(func(k policy.LicenseKey) { t.dropAsync(k) })
@@ -200,6 +201,7 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 	if t.closed.Load() {
 		return blockPlan{}
 	}
+	t.start()
 	s := t.shard(a.key)
 	s.mu.Lock()
 	e := t.entry(s, a.key, true)

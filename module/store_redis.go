@@ -27,8 +27,8 @@ type redisCounters struct {
 	name  string
 	voids *voidQueue
 	// blocks is the gateway's credit blocks (nil when revocations are per
-	// request or the store grants none); it starts with the first gate
-	// that serves from it.
+	// request or the store grants none); it starts with the first request
+	// that asks it.
 	blocks *blockTable
 }
 
@@ -138,7 +138,6 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 	g.store = rc
 	g.voids = rc.voids
 	if blocks && rc.blocks != nil {
-		rc.blocks.start()
 		g.blocks = rc.blocks
 	}
 	g.checkStoreAtStart(val.(redisCounters), o.Addresses, 3*o.Timeout)
