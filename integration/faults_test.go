@@ -241,7 +241,10 @@ func TestFaults(t *testing.T) {
 					c, tok, jti := faultGate(t, "store redis {\n\t\t\taddresses "+sentinel.Addr()+
 						"\n\t\t\tmaster_name mymaster\n\t\t\ttimeout 100ms"+d.opt+"\n\t\t}")
 					l := startLoad(t, c, tok, workers)
+					tl := recordTimeline(t, sentinel, []timelineNode{{"old master", master}, {"replica", replica}},
+						"lg:{"+redisstore.Tag(policy.LicenseKey{Key: jti})+"}:used", l.served.Load)
 					l.more(300)
+					tl.add("fault: %s", how)
 					switch how {
 					case "SENTINEL FAILOVER":
 						WaitFor(t, 30*time.Second, "SENTINEL FAILOVER to be accepted", func() bool {
@@ -258,7 +261,9 @@ func TestFaults(t *testing.T) {
 					if how == "master killed" {
 						// The old master comes back; the Sentinel makes it a
 						// replica of the new one (durability needs a replica).
+						tl.add("restarting the old master")
 						master.Restart()
+						tl.add("old master restarted")
 					}
 					// The gate recovers by itself, without a reload.
 					l.more(300)
@@ -267,6 +272,10 @@ func TestFaults(t *testing.T) {
 					row := faultRow{name: "Sentinel failover", setup: strings.TrimSpace(d.name), fault: how + " under load",
 						served: l.served.Load(), refused: l.refused.Load(), charged: charged}
 					record(t, row)
+					tl.end()
+					if d.opt != "" && how == "master killed" {
+						t.Logf("timeline:\n%s", tl)
+					}
 					if d.opt != "" && charged != row.served {
 						if how == "master killed" {
 							// Known and open: about one run in five here loses
