@@ -259,11 +259,10 @@ func TestFaults(t *testing.T) {
 						return err == nil && strings.Contains(out, fmt.Sprint(replica.Port()))
 					})
 					if how == "master killed" {
-						// The old master comes back; the Sentinel makes it a
-						// replica of the new one (durability needs a replica).
-						tl.add("restarting the old master")
-						master.Restart()
-						tl.add("old master restarted")
+						// The old master comes back, without its data (no
+						// persistence), the way README's Operations section
+						// tells operators to bring back such a node.
+						rejoin(t, sentinel, "mymaster", master, tl)
 					}
 					// The gate recovers by itself, without a reload.
 					l.more(300)
@@ -273,20 +272,11 @@ func TestFaults(t *testing.T) {
 						served: l.served.Load(), refused: l.refused.Load(), charged: charged}
 					record(t, row)
 					tl.end()
-					if d.opt != "" && how == "master killed" {
+					if testing.Verbose() && how == "master killed" {
 						t.Logf("timeline:\n%s", tl)
 					}
 					if d.opt != "" && charged != row.served {
-						if how == "master killed" {
-							// Known and open: about one run in five here loses
-							// the charges of one side of the failover when the
-							// killed master, restarted without persistence,
-							// comes back; not yet explained. Recorded, not
-							// asserted, until it is.
-							t.Logf("KNOWN ISSUE durability: charged %d, served %d after a killed master came back", charged, row.served)
-						} else {
-							t.Errorf("durability: charged %d, served %d; no acknowledged charge may be lost", charged, row.served)
-						}
+						t.Errorf("durability: charged %d, served %d; no acknowledged charge may be lost; timeline:\n%s", charged, row.served, tl)
 					}
 				})
 			}
@@ -363,6 +353,45 @@ func TestFaults(t *testing.T) {
 		}
 		writeFaults(t, rows)
 	})
+}
+
+// rejoin brings a killed Sentinel master that lost its data back as an
+// operator must: once the failover has ended, as a replica of the master
+// the Sentinel names, with replica-priority 0 (never promoted) until its
+// first sync is done, then with the default priority again. Restarted as
+// a plain master instead, the empty node is, until the Sentinel converts
+// it (about 10 s later), a candidate for the next promotion: the fault
+// suite saw one run in five where the Sentinel judged the new master down
+// at once (its first PING after the switch comes a second after it, and
+// down-after-milliseconds is 1000 here), promoted the empty node and had
+// the new master resync from it — every charge acknowledged before the
+// kill was lost, durability or not.
+func rejoin(t *testing.T, sentinel *testredis.Server, name string, node *testredis.Server, tl *timeline) {
+	t.Helper()
+	var host, port string
+	WaitFor(t, 60*time.Second, "the failover to end", func() bool {
+		out, err := sentinel.Do("SENTINEL", "MASTER", name)
+		if err != nil {
+			return false
+		}
+		f := strings.Split(out, "\n")
+		m := map[string]string{}
+		for i := 0; i+1 < len(f); i += 2 {
+			m[f[i]] = f[i+1]
+		}
+		host, port = m["ip"], m["port"]
+		return m["flags"] == "master" && port != fmt.Sprint(node.Port())
+	})
+	tl.add("failover ended, master %s:%s; restarting the old master as its replica, replica-priority 0", host, port)
+	node.RestartWith("--replicaof", host, port, "--replica-priority", "0")
+	WaitFor(t, 60*time.Second, "the old master's first sync", func() bool {
+		info, err := node.Do("INFO", "replication")
+		return err == nil && infoField(info, "master_link_status") == "up"
+	})
+	if _, err := node.Do("CONFIG", "SET", "replica-priority", "100"); err != nil {
+		t.Fatal(err)
+	}
+	tl.add("old master in sync, replica-priority 100")
 }
 
 // faultNotes follow the table in FAULTS.md: what the figures mean.

@@ -131,6 +131,15 @@ func (s *Server) Kill() {
 // is still running) and waits until it answers PING.
 func (s *Server) Restart() {
 	s.t.Helper()
+	s.RestartWith()
+}
+
+// RestartWith restarts the server as Restart does, with extra command-line
+// options for this start only (after the server's own, so they win): for
+// instance "--replicaof", host, port, "--replica-priority", "0" to bring
+// back a node that lost its data as a replica no Sentinel promotes.
+func (s *Server) RestartWith(options ...string) {
+	s.t.Helper()
 	s.mu.Lock()
 	s.kill()
 	s.mu.Unlock()
@@ -138,7 +147,7 @@ func (s *Server) Restart() {
 	deadline := time.Now().Add(startTimeout)
 	for {
 		// The port may briefly still be held by the dying process.
-		if err = s.launch(); err == nil || time.Now().After(deadline) {
+		if err = s.launch(options...); err == nil || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -155,7 +164,7 @@ func (s *Server) Do(args ...string) (string, error) {
 	return do(s.Addr(), args...)
 }
 
-func (s *Server) args() []string {
+func (s *Server) args(options []string) []string {
 	var a []string
 	if s.conf != "" {
 		// Sentinel mode takes its (writable) configuration file first.
@@ -169,7 +178,8 @@ func (s *Server) args() []string {
 		"--dir", s.dir,
 		"--daemonize", "no",
 	}...)
-	return append(a, s.extra...)
+	a = append(a, s.extra...)
+	return append(a, options...)
 }
 
 // StartSentinel starts a Redis Sentinel on a free loopback port that
@@ -206,15 +216,16 @@ func StartSentinel(t testing.TB, master *Server, name string) *Server {
 	return nil
 }
 
-// launch starts the process and waits for PING. It returns an error (and
-// leaves no process behind) when the server exits or does not answer.
-func (s *Server) launch() error {
+// launch starts the process, with options after its usual arguments, and
+// waits for PING. It returns an error (and leaves no process behind) when
+// the server exits or does not answer.
+func (s *Server) launch(options ...string) error {
 	logPath := filepath.Join(s.dir, "redis.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(s.bin, s.args()...)
+	cmd := exec.Command(s.bin, s.args(options)...)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	setProcAttr(cmd)
