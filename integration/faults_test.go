@@ -489,6 +489,12 @@ Reading the figures:
   again. A killed master loses only what it had not yet sent to its replica (nothing on
   loopback here; more over a slow link). ` + "`durability replicas 1`" + ` loses nothing, at the cost of
   503s while no replica acknowledges (until a replica is back after a failover).
+- A killed master restarted without persistence is empty. Back as a plain master, it is a
+  candidate for the next promotion until the Sentinel demotes it (about 10 s); promoted
+  (*back empty as a master, promoted*), it has the other node resync from it, and every
+  charge acknowledged before is lost, ` + "`durability`" + ` or not. The *master killed* rows bring it
+  back as an operator should: once the failover has ended, as a replica of the new master
+  with ` + "`replica-priority 0`" + ` until its first sync is done — promoted after that, nothing is lost.
 - ` + "`appendfsync everysec`" + ` kept everything here because a killed process loses nothing the
   kernel already has; its window (about one second of charges) is lost on a machine crash
   or power loss, which this suite does not cause. ` + "`appendfsync always`" + ` keeps every
