@@ -471,7 +471,7 @@ func rejoin(t *testing.T, sentinel *testredis.Server, name string, node *testred
 	node.RestartWith("--replicaof", host, port, "--replica-priority", "0")
 	WaitFor(t, 60*time.Second, "the old master's first sync", func() bool {
 		info, err := node.Do("INFO", "replication")
-		return err == nil && infoField(info, "master_link_status") == "up"
+		return err == nil && testredis.InfoField(info, "master_link_status") == "up"
 	})
 	if _, err := node.Do("CONFIG", "SET", "replica-priority", "100"); err != nil {
 		t.Fatal(err)

@@ -93,25 +93,15 @@ func nodeState(s *testredis.Server, usedKey string) nodeStateOf {
 	}
 	st.used, _ = s.Do("GET", usedKey)
 	if info, err := s.Do("INFO", "replication"); err == nil {
-		st.offset = infoField(info, "master_repl_offset")
+		st.offset = testredis.InfoField(info, "master_repl_offset")
 	}
 	if info, err := s.Do("INFO", "server"); err == nil {
-		st.run = infoField(info, "run_id")
+		st.run = testredis.InfoField(info, "run_id")
 		if len(st.run) > 8 {
 			st.run = st.run[:8]
 		}
 	}
 	return st
-}
-
-// infoField is one field of an INFO reply.
-func infoField(info, name string) string {
-	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // add records an event at the time since the start.

@@ -71,7 +71,13 @@ func StartWith(t testing.TB, options ...string) *Server {
 }
 
 // StartReplica starts a redis-server replicating master, and waits until
-// the master counts it as an online replica.
+// the master counts it as an online replica and the replica has applied
+// the master's stream up to a write made after that.
+//
+// The second wait matters: "online" at the master only says the first
+// sync is done, and a replica can still be without the writes that
+// followed it for a while (the fault suite saw a master killed some 60 ms
+// after its replica was online lose every write of those 60 ms).
 func StartReplica(t testing.TB, master *Server, options ...string) *Server {
 	t.Helper()
 	bin := lookPath(t, "redis-server", "apt-get install -y redis-server")
@@ -79,16 +85,46 @@ func StartReplica(t testing.TB, master *Server, options ...string) *Server {
 		return append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port())}, options...)
 	})
 	deadline := time.Now().Add(startTimeout)
+	var err error
+	var info string
 	for {
-		info, err := master.Do("INFO", "replication")
+		info, err = master.Do("INFO", "replication")
 		if err == nil && strings.Contains(info, "port="+strconv.Itoa(r.Port())+",state=online") {
-			return r
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("testredis: replica on port %d not online at master %s: %v\n%s", r.Port(), master.Addr(), err, info)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// PUBLISH is replicated and leaves no key behind.
+	if _, err := master.Do("PUBLISH", "testredis:replica-sync", strconv.Itoa(r.Port())); err != nil {
+		t.Fatalf("testredis: master %s: %v", master.Addr(), err)
+	}
+	if info, err = master.Do("INFO", "replication"); err != nil {
+		t.Fatalf("testredis: master %s: %v", master.Addr(), err)
+	}
+	want, _ := strconv.ParseInt(InfoField(info, "master_repl_offset"), 10, 64)
+	for {
+		info, err = r.Do("INFO", "replication")
+		if got, _ := strconv.ParseInt(InfoField(info, "master_repl_offset"), 10, 64); err == nil && got >= want {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("testredis: replica on port %d not at the master's offset %d: %v\n%s", r.Port(), want, err, info)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// InfoField is the value of field name in an INFO reply, "" when absent.
+func InfoField(info, name string) string {
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // start picks a free port and starts a server there, trying again on a
