@@ -502,10 +502,11 @@ const faultNotes = `
 Reading the figures:
 
 - *lost* is what a fault costs without ` + "`durability`" + `: with ` + "`SENTINEL FAILOVER`" + ` the old master
-  keeps taking writes after its replica was promoted, until the Sentinel turns it into a
-  replica, which then drops its data — every charge it acknowledged in between is granted
-  again. A killed master loses only what it had not yet sent to its replica (nothing on
-  loopback here; more over a slow link). ` + "`durability replicas 1`" + ` loses nothing, at the cost of
+  keeps taking writes after its replica was promoted, until the Sentinel announces the new
+  master and the gate switches (about a second here); demoted some 10 s later, it drops
+  them — every charge it acknowledged in between is granted again (each count is read once
+  the old master replicates from the new one). A killed master loses only what it had not
+  yet sent to its replica (nothing on loopback here; more over a slow link). ` + "`durability replicas 1`" + ` loses nothing, at the cost of
   503s while no replica acknowledges (until a replica is back after a failover).
 - A killed master restarted without persistence is empty. Back as a plain master, it is a
   candidate for the next promotion until the Sentinel demotes it (about 10 s); promoted
