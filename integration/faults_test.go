@@ -248,7 +248,7 @@ func TestFaults(t *testing.T) {
 					c, tok, jti := faultGate(t, "store redis {\n\t\t\taddresses "+sentinel.Addr()+
 						"\n\t\t\tmaster_name mymaster\n\t\t\ttimeout 100ms"+d.opt+"\n\t\t}")
 					l := startLoad(t, c, tok, workers)
-					tl := recordTimeline(t, sentinel, []timelineNode{{"old master", master}, {"replica", replica}},
+					tl := recordTimeline(t, sentinel, "mymaster", []timelineNode{{"old master", master}, {"replica", replica}},
 						"lg:{"+redisstore.Tag(policy.LicenseKey{Key: jti})+"}:used", l.served.Load)
 					l.more(300)
 					tl.add("fault: %s", how)

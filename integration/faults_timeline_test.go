@@ -32,9 +32,10 @@ type timelineNode struct {
 	s    *testredis.Server
 }
 
-// recordTimeline starts recording the Sentinel's events and the nodes'
-// states (the license's credits under usedKey) every 20 ms, until stopped.
-func recordTimeline(t testing.TB, sentinel *testredis.Server, nodes []timelineNode, usedKey string, served func() int64) *timeline {
+// recordTimeline starts recording the events of the Sentinel watching
+// master name, the master it names and the nodes' states (the license's
+// credits under usedKey) every 20 ms, until stopped.
+func recordTimeline(t testing.TB, sentinel *testredis.Server, name string, nodes []timelineNode, usedKey string, served func() int64) *timeline {
 	tl := &timeline{start: time.Now(), stop: make(chan struct{})}
 	sub := redis.NewClient(&redis.Options{Addr: sentinel.Addr()})
 	ps := sub.PSubscribe(context.Background(), "*")
@@ -52,7 +53,7 @@ func recordTimeline(t testing.TB, sentinel *testredis.Server, nodes []timelineNo
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			if out, err := sentinel.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"); err == nil && out != lastMaster {
+			if out, err := sentinel.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name); err == nil && out != lastMaster {
 				lastMaster = out
 				tl.add("sentinel says master is %s", strings.ReplaceAll(out, "\n", ":"))
 			}
