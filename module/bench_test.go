@@ -205,9 +205,9 @@ func (w *benchWriter) WriteHeader(status int)      { w.status = status }
 // BenchmarkServeHTTP is the whole handler chain with a cached token: the
 // gate (extraction, cache hit, policy checks, the credit charge, the
 // credits headers, placeholders and metrics) in front of a no-op next
-// handler. "bare" is the same per-request setup (a fresh replacer and
-// request context, as Caddy makes for every request) calling the next
-// handler directly; "memory" and "redis" are the gate with the in-memory
+// handler. "bare" is the same per-request setup (Caddy's
+// caddyhttp.PrepareRequest: a fresh replacer, vars and request context)
+// calling the next handler directly; "memory" and "redis" are the gate with the in-memory
 // store and with a real redis-server on loopback (one script round trip
 // per request). Unlike the load harness's requests/s, allocs/op and the
 // ratio of ns/op to bare's hardly depend on what else runs on the machine.
@@ -257,9 +257,8 @@ func BenchmarkServeHTTP(b *testing.B) {
 
 // benchChain is the per-request setup of BenchmarkServeHTTP.
 type benchChain struct {
-	w       *benchWriter
-	base    *http.Request
-	baseCtx context.Context
+	w    *benchWriter
+	base *http.Request
 }
 
 func newBenchChain(b *testing.B, tok string) *benchChain {
@@ -268,15 +267,16 @@ func newBenchChain(b *testing.B, tok string) *benchChain {
 	if tok != "" {
 		base.Header.Set("Authorization", "Bearer "+tok)
 	}
-	vars := map[string]any{caddyhttp.ClientIPVarKey: "127.0.0.1"}
-	return &benchChain{w: &benchWriter{h: make(http.Header)}, base: base,
-		baseCtx: context.WithValue(base.Context(), caddyhttp.VarsCtxKey, vars)}
+	return &benchChain{w: &benchWriter{h: make(http.Header)}, base: base}
 }
 
-// request resets the writer and makes the request as Caddy would: a fresh
-// replacer in a fresh context.
+// request resets the writer and makes the request as Caddy's server does
+// for every request: a fresh replacer with Caddy's HTTP placeholders, the
+// request's vars (with the client address) and the original request.
 func (c *benchChain) request() *http.Request {
 	clear(c.w.h)
 	c.w.status = 0
-	return c.base.WithContext(context.WithValue(c.baseCtx, caddy.ReplacerCtxKey, caddy.NewReplacer()))
+	r := caddyhttp.PrepareRequest(c.base, caddy.NewReplacer(), c.w, nil)
+	caddyhttp.SetVar(r.Context(), caddyhttp.ClientIPVarKey, "127.0.0.1")
+	return r
 }
