@@ -87,7 +87,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if refund.Cost == 0 || len(g.refund) == 0 {
 		return next.ServeHTTP(w, r)
 	}
-	return g.serveWithRefund(w, r, next, &refund)
+	return g.serveWithRefund(w, r, next, refund)
 }
 
 // charge runs the request's counting in the store: revocation, seat and
@@ -239,8 +239,9 @@ func licenseKey(lic *policy.License) policy.LicenseKey {
 // or fails. A client that hung up before any answer (Caddy's 499) is no
 // upstream failure: it is refunded only when refund_on names 499 itself.
 // A refund the store does not answer is retried in the background; the
-// request id makes it count once.
-func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, refund *chargeRefund) error {
+// request id makes it count once. refund comes by value: taking its
+// address in ServeHTTP would put it on the heap for every request.
+func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, refund chargeRefund) error {
 	rec := &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	err := next.ServeHTTP(rec, r)
 	status := rec.status
@@ -261,7 +262,7 @@ func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next cadd
 		refunds = g.refundsClientGone()
 	}
 	if refunds {
-		g.refundCharge(r.Context(), refund, status)
+		g.refundCharge(r.Context(), &refund, status)
 	}
 	return err
 }

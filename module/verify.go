@@ -48,6 +48,7 @@ type verifier struct {
 	names    policy.ClaimNames
 	keep     []string // claims the licenses keep (match_claim); never nil
 	cache    *tokenCache
+	memo     *hashMemo           // the SHA-256 of the tokens sent most often
 	flights  *singleflight.Group // one verification per token hash at a time
 	strings  *stringPool         // one copy of the issuers, kids and items of cached licenses
 	cacheTTL time.Duration
@@ -78,7 +79,7 @@ func tokenHash(tok string) [32]byte {
 // result carries the kid for the log, and the license when the signature
 // held.
 func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (verified, *policy.Reject) {
-	h := tokenHash(tok)
+	h := v.memo.hash(tok)
 	if lic, kid := v.cache.get(h, now); lic != nil {
 		cacheHits.Inc()
 		return verified{lic: lic, kid: kid, token: tok}, nil
