@@ -184,6 +184,7 @@ func BenchmarkServeHTTPUncounted(b *testing.B) {
 			toks := wl.tokens(b, func() *benchFixture { return newBenchFixture(b) })
 			c := newPoolChain(b, toks)
 			b.ReportAllocs()
+			defer reportCPU(b, processCPU())
 			for b.Loop() {
 				if err := next.ServeHTTP(c.w, c.request()); err != nil {
 					b.Fatal(err)
@@ -210,6 +211,7 @@ func BenchmarkServeHTTPUncounted(b *testing.B) {
 				}
 			}
 			b.ReportAllocs()
+			defer reportCPU(b, processCPU())
 			for b.Loop() {
 				if err := f.gate.ServeHTTP(c.w, c.request(), next); err != nil || c.w.status != http.StatusOK {
 					b.Fatalf("status %d, err %v", c.w.status, err)

@@ -3,7 +3,6 @@ package module
 import (
 	"crypto/sha256"
 	"fmt"
-	"hash/maphash"
 	"strings"
 	"sync"
 	"testing"
@@ -11,7 +10,7 @@ import (
 
 // remembered reports whether m holds tok.
 func (m *hashMemo) remembered(tok string) bool {
-	e := m.slots[maphash.String(m.seed, tok)%memoSlots].entry.Load()
+	e := m.slots[m.fastHash(tok)%memoSlots].entry.Load()
 	return e != nil && e.tok == tok
 }
 
@@ -52,7 +51,7 @@ func TestHashMemoComparesTheTokenNotJustItsFastHash(t *testing.T) {
 	victim, attacker := "eyJ.victim.sig", "eyJ.attacker.sig"
 	// As if the two tokens had the same fast hash: the victim's entry
 	// sits in the attacker's slot under the attacker's fast hash.
-	fast := maphash.String(m.seed, attacker)
+	fast := m.fastHash(attacker)
 	m.slots[fast%memoSlots].entry.Store(&memoEntry{fast: fast, tok: victim, h: sha256.Sum256([]byte(victim))})
 	if got, want := m.hash(attacker), sha256.Sum256([]byte(attacker)); got != want {
 		t.Fatalf("the attacker's token got hash %x, want its own SHA-256 %x", got, want)
@@ -67,7 +66,7 @@ func TestHashMemoTokensSharingASlotKeepTheirOwnHashes(t *testing.T) {
 	var a, b string
 	for i := 0; a == ""; i++ {
 		tok := fmt.Sprintf("eyJ.tok-%d.sig", i)
-		slot := maphash.String(m.seed, tok) % memoSlots
+		slot := m.fastHash(tok) % memoSlots
 		if other, ok := bySlot[slot]; ok {
 			a, b = other, tok
 		}
@@ -108,4 +107,34 @@ func TestHashMemoUnderConcurrency(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// BenchmarkHashMemo is the hash of a token sent again and again (found
+// in the memo) and of tokens from a pool too large for it (each missing
+// it), beside a plain SHA-256.
+func BenchmarkHashMemo(b *testing.B) {
+	pool := make([]string, 100_000)
+	for i := range pool {
+		pool[i] = fmt.Sprintf("eyJhbGciOiJSUzI1NiJ9.%0600d.sig", i)
+	}
+	m := newHashMemo()
+	b.Run("sha256", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			_ = tokenHash(pool[i%len(pool)])
+			i += 7919
+		}
+	})
+	b.Run("hot", func(b *testing.B) {
+		for b.Loop() {
+			_ = m.hash(pool[0])
+		}
+	})
+	b.Run("pool", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			_ = m.hash(pool[i%len(pool)])
+			i += 7919
+		}
+	})
 }
