@@ -52,12 +52,13 @@ type cacheShard struct {
 }
 
 // cacheEntry is one verified token, held in the shard's slice itself (no
-// allocation of its own): 64 bytes beside the license.
+// allocation of its own): 72 bytes beside the license.
 type cacheEntry struct {
 	h       [32]byte
 	lic     *policy.License
 	kid     string
-	expires int64 // unix nanoseconds: when the token must be verified again
+	expires int64  // unix nanoseconds: when the token must be verified again
+	keys    uint64 // the version of the key sets it was verified with (keyBindings.version)
 }
 
 func newTokenCache(size int) *tokenCache {
@@ -77,28 +78,33 @@ func indexKey(h *[32]byte) uint64 { return binary.LittleEndian.Uint64(h[1:9]) }
 // get returns the license and kid of a token when present and not due
 // for re-verification; a nil license otherwise.
 func (c *tokenCache) get(h [32]byte, now time.Time) (*policy.License, string) {
-	if c == nil {
+	e, ok := c.find(h)
+	if !ok || now.UnixNano() > e.expires {
 		return nil, ""
+	}
+	return e.lic, e.kid
+}
+
+// find returns the entry of a token, due for re-verification or not.
+func (c *tokenCache) find(h [32]byte) (cacheEntry, bool) {
+	if c == nil {
+		return cacheEntry{}, false
 	}
 	s := c.shard(h)
 	s.mu.RLock()
 	i, ok := s.index[indexKey(&h)]
 	if !ok || s.entries[i].h != h {
 		s.mu.RUnlock()
-		return nil, ""
+		return cacheEntry{}, false
 	}
-	e := &s.entries[i]
-	lic, kid, expires := e.lic, e.kid, e.expires
+	e := s.entries[i]
 	s.mu.RUnlock()
-	if now.UnixNano() > expires {
-		return nil, ""
-	}
-	return lic, kid
+	return e, true
 }
 
-// put stores a verified token, due for re-verification at expires, making
-// room when the shard is full.
-func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, expires, now time.Time) {
+// put stores a token verified with the key sets of version keys, due
+// for re-verification at expires, making room when the shard is full.
+func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, keys uint64, expires, now time.Time) {
 	if c == nil {
 		return
 	}
@@ -107,7 +113,7 @@ func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, expires, n
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if i, ok := s.index[indexKey(&h)]; ok {
-		s.entries[i] = cacheEntry{h: h, lic: lic, kid: kid, expires: exp}
+		s.entries[i] = cacheEntry{h: h, lic: lic, kid: kid, expires: exp, keys: keys}
 		s.soonest = min(s.soonest, exp)
 		return
 	}
@@ -121,7 +127,7 @@ func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, expires, n
 		s.soonest = exp
 	}
 	s.index[indexKey(&h)] = int32(len(s.entries))
-	s.entries = append(s.entries, cacheEntry{h: h, lic: lic, kid: kid, expires: exp})
+	s.entries = append(s.entries, cacheEntry{h: h, lic: lic, kid: kid, expires: exp, keys: keys})
 }
 
 // sweep drops every entry due at now (unix ns) and learns the new

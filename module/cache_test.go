@@ -27,7 +27,7 @@ func TestTokenCacheStaysBoundedUnderConcurrency(t *testing.T) {
 					var h [32]byte
 					binary.LittleEndian.PutUint64(h[:], uint64(w)<<32|uint64(i)*2654435761)
 					binary.LittleEndian.PutUint64(h[8:], uint64(i))
-					c.put(h, lic, "k", now.Add(time.Minute), now)
+					c.put(h, lic, "k", 0, now.Add(time.Minute), now)
 					if got, kid := c.get(h, now); got == nil {
 						// Another writer may have evicted it already when
 						// shards are tiny; that is allowed, a wrong entry is not.
@@ -57,7 +57,7 @@ func TestTokenCacheEntriesExpire(t *testing.T) {
 	if lic, _ := c.get(h, now); lic != nil {
 		t.Fatal("empty cache returned an entry")
 	}
-	c.put(h, &policy.License{}, "k", now.Add(time.Minute), now)
+	c.put(h, &policy.License{}, "k", 0, now.Add(time.Minute), now)
 	if lic, kid := c.get(h, now.Add(59*time.Second)); lic == nil || kid != "k" {
 		t.Error("entry missing before it is due")
 	}
@@ -68,7 +68,7 @@ func TestTokenCacheEntriesExpire(t *testing.T) {
 		t.Error("another token's hash hit")
 	}
 	var nilCache *tokenCache
-	nilCache.put(h, &policy.License{}, "", now, now)
+	nilCache.put(h, &policy.License{}, "", 0, now, now)
 	if lic, _ := nilCache.get(h, now); lic != nil {
 		t.Error("nil cache returned an entry")
 	}
@@ -101,10 +101,10 @@ func TestTokenCacheDropsDueEntriesFirst(t *testing.T) {
 		if i%2 == 1 {
 			exp = now.Add(time.Minute) // due after a minute
 		}
-		c.put(shardHash(i), someLicense, "", exp, now)
+		c.put(shardHash(i), someLicense, "", 0, exp, now)
 	}
 	later := now.Add(2 * time.Minute)
-	c.put(shardHash(10), someLicense, "", later.Add(time.Hour), later)
+	c.put(shardHash(10), someLicense, "", 0, later.Add(time.Hour), later)
 	for _, i := range fresh {
 		if cached(c, shardHash(i), later) == nil {
 			t.Errorf("fresh entry %d evicted while due entries were there", i)
@@ -127,19 +127,19 @@ func TestTokenCacheEvictsFairly(t *testing.T) {
 	evicted := make([]int, size)
 	c := newTokenCache(size * cacheShards)
 	for i := range size {
-		c.put(shardHash(i), someLicense, "", now.Add(time.Hour), now)
+		c.put(shardHash(i), someLicense, "", 0, now.Add(time.Hour), now)
 	}
 	s := &c.shards[0]
 	for r := range rounds {
 		extra := shardHash(1000 + r)
-		c.put(extra, someLicense, "", now.Add(time.Hour), now) // one original goes
+		c.put(extra, someLicense, "", 0, now.Add(time.Hour), now) // one original goes
 		s.mu.Lock()
 		s.remove(int(s.index[indexKey(&extra)]))
 		s.mu.Unlock()
 		for i := range size {
 			if cached(c, shardHash(i), now) == nil {
 				evicted[i]++
-				c.put(shardHash(i), someLicense, "", now.Add(time.Hour), now) // back in
+				c.put(shardHash(i), someLicense, "", 0, now.Add(time.Hour), now) // back in
 			}
 		}
 	}
@@ -224,13 +224,13 @@ func TestTokenCacheWithRoomDropsDueEntriesOncePerInterval(t *testing.T) {
 	c := newTokenCache(100 * cacheShards)
 	now := time.Unix(1_800_000_000, 0)
 	for i := range 64 {
-		c.put(shardHash(i), someLicense, "", now.Add(30*time.Second), now)
+		c.put(shardHash(i), someLicense, "", 0, now.Add(30*time.Second), now)
 	}
-	c.put(shardHash(100), someLicense, "", now.Add(time.Hour), now.Add(45*time.Second))
+	c.put(shardHash(100), someLicense, "", 0, now.Add(time.Hour), now.Add(45*time.Second))
 	if n := c.len(); n != 65 {
 		t.Errorf("%d entries, want 65: no sweep within a minute of the last", n)
 	}
-	c.put(shardHash(101), someLicense, "", now.Add(time.Hour), now.Add(61*time.Second))
+	c.put(shardHash(101), someLicense, "", 0, now.Add(time.Hour), now.Add(61*time.Second))
 	if n := c.len(); n != 2 {
 		t.Errorf("%d entries, want 2: the due entries dropped a minute after the last sweep", n)
 	}
@@ -298,11 +298,11 @@ func TestTokenCacheTellsTokensApartBeyondTheIndexKey(t *testing.T) {
 	a, b := shardHash(7), shardHash(7)
 	b[31] = 1
 	la, lb := &policy.License{Subject: "a"}, &policy.License{Subject: "b"}
-	c.put(a, la, "", now.Add(time.Hour), now)
+	c.put(a, la, "", 0, now.Add(time.Hour), now)
 	if cached(c, b, now) != nil {
 		t.Fatal("a hash sharing the index key hit another token's entry")
 	}
-	c.put(b, lb, "", now.Add(time.Hour), now)
+	c.put(b, lb, "", 0, now.Add(time.Hour), now)
 	if cached(c, b, now) != lb || cached(c, a, now) != nil || c.len() != 1 {
 		t.Errorf("after the second put: a %v, b %v, %d entries; want b alone", cached(c, a, now), cached(c, b, now), c.len())
 	}

@@ -55,6 +55,26 @@ func (b *keyBindings) forIssuer(iss string) *issuerKeys {
 	return b.byIssuer[iss]
 }
 
+// version changes whenever a key source of any issuer may give other
+// keys than before: the sum of the sources' versions, which only grow.
+// Read before a signature check, it tells later whether the check would
+// be made against the same keys.
+func (b *keyBindings) version() uint64 {
+	var v uint64
+	add := func(k *issuerKeys) {
+		for _, s := range k.sources {
+			v += s.version()
+		}
+	}
+	if b.anyIssuer != nil {
+		add(b.anyIssuer)
+	}
+	for _, k := range b.byIssuer {
+		add(k)
+	}
+	return v
+}
+
 // accepts reports whether a token claiming iss is accepted.
 func (b *keyBindings) accepts(iss string) bool { return b.forIssuer(iss) != nil }
 

@@ -2,6 +2,7 @@ package module
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,11 @@ type keySource interface {
 	// current returns the newest usable key set, nil when none was ever
 	// loaded.
 	current() *keySet
+	// version changes whenever current may give other keys than before
+	// (it only grows); a source that never changes keeps 0. A set is
+	// made current before its version is counted, so a verification that
+	// read the version first never ran on keys newer than it says.
+	version() uint64
 	// refreshFor is called when no key of the current set fits a token
 	// (kid, when hasKid, is the kid it names). Once keys are loaded it
 	// never waits: it may start a rate-limited refresh in the background
@@ -40,6 +46,7 @@ type staticKeys struct {
 }
 
 func (s *staticKeys) current() *keySet                              { return s.set }
+func (s *staticKeys) version() uint64                               { return 0 }
 func (s *staticKeys) refreshFor(context.Context, string, bool) bool { return false }
 func (s *staticKeys) name() string                                  { return s.path }
 
@@ -116,6 +123,11 @@ type remoteKeys struct {
 
 	set     atomic.Pointer[keySet]
 	jwksURL atomic.Pointer[string] // resolved by discovery
+	// loads counts the key set documents that differed from the one
+	// before (see keySource.version); lastDoc is the SHA-256 of the last
+	// one, touched only by the fetch in flight.
+	loads   atomic.Uint64
+	lastDoc [32]byte
 
 	lastRefused string // the refusals last logged; only the fetch in flight touches it
 	failing     atomic.Bool
@@ -199,6 +211,7 @@ func (r *remoteKeys) Destruct() error {
 }
 
 func (r *remoteKeys) current() *keySet { return r.set.Load() }
+func (r *remoteKeys) version() uint64  { return r.loads.Load() }
 func (r *remoteKeys) name() string     { return r.opts.url }
 
 // run loads the keys, retrying with backoff (capped at maxRetryDelay) until
@@ -381,6 +394,10 @@ func (r *remoteKeys) load(ctx context.Context) error {
 		return err
 	}
 	r.set.Store(ks)
+	if sum := sha256.Sum256(doc); r.loads.Load() == 0 || sum != r.lastDoc {
+		r.lastDoc = sum
+		r.loads.Add(1)
+	}
 	return nil
 }
 

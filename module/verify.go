@@ -80,9 +80,9 @@ func tokenHash(tok string) [32]byte {
 // held.
 func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (verified, *policy.Reject) {
 	h := v.memo.hash(tok)
-	if lic, kid := v.cache.get(h, now); lic != nil {
+	if e, ok := v.cache.find(h); ok && (now.UnixNano() <= e.expires || v.renew(h, &e, now)) {
 		cacheHits.Inc()
-		return verified{lic: lic, kid: kid, token: tok}, nil
+		return verified{lic: e.lic, kid: e.kid, token: tok}, nil
 	}
 	// The shared verification may wait for a key set's first load on
 	// behalf of every request that waits for it: one client hanging up
@@ -99,6 +99,24 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (verif
 	return e, r.rej
 }
 
+// renew keeps a cached token that is due for re-verification when the
+// key sets have not changed since it was verified, and reports whether
+// it did. Verifying it again would give the same answer: the same token
+// checked against the same keys, by a gate whose other rules are those
+// it was checked by, and a token once valid stays so but for exp, which
+// bounds the entry (and is checked on every request). Nor is it decoded
+// again: the license is that of the same token. A token whose exp
+// passed, or whose keys may have changed, is verified anew.
+func (v *verifier) renew(h [32]byte, e *cacheEntry, now time.Time) bool {
+	limit := e.lic.Expires.Add(v.leeway)
+	if now.After(limit) || e.keys != v.bindings.version() {
+		return false
+	}
+	e.expires = min(now.Add(v.cacheTTL).UnixNano(), limit.UnixNano())
+	v.cache.put(h, e.lic, e.kid, e.keys, time.Unix(0, e.expires), now)
+	return true
+}
+
 // verifyResult is what one shared verification gives every waiter: the
 // license when the signature held, the kid, and the reject on failure.
 type verifyResult struct {
@@ -112,6 +130,9 @@ func (v *verifier) verifyNow(ctx context.Context, tok string, h [32]byte, now ti
 	if rej := checkCompact(tok); rej != nil {
 		return &verifyResult{rej: rej}
 	}
+	// Read before the keys are: a change of keys during the check makes
+	// the entry's version stale, never too new (see keySource.version).
+	keys := v.bindings.version()
 	var kid string
 	claims := jwt.MapClaims{}
 	_, err := v.parser.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
@@ -160,7 +181,7 @@ func (v *verifier) verifyNow(ctx context.Context, tok string, h [32]byte, now ti
 	if exp := lic.Expires.Add(v.leeway); exp.Before(expires) {
 		expires = exp
 	}
-	v.cache.put(h, lic, kid, expires, now)
+	v.cache.put(h, lic, kid, keys, expires, now)
 	return &verifyResult{lic: lic, kid: kid}
 }
 
