@@ -8,17 +8,29 @@ import (
 	"strings"
 )
 
-// goBench is one sub-benchmark of BenchmarkServeHTTP (module/bench_test.go)
-// over its -count repetitions.
+// goBench is one sub-benchmark of BenchmarkServeHTTP or
+// BenchmarkServeHTTPUncounted (module/bench_test.go) over its -count
+// repetitions.
 type goBench struct {
-	name        string // bare, memory, redis
+	name        string // bare, memory, redis; uncounted/hot/bare, uncounted/hot/gate
 	nsPerOp     []float64
+	cpuNsPerOp  []float64 // the process's CPU time per request
 	bytesPerOp  float64
 	allocsPerOp float64
 }
 
-// goBenchPattern selects the handler-chain benchmark.
-const goBenchPattern = "^BenchmarkServeHTTP$"
+// bareName is the benchmark b is compared with: its sibling named bare.
+func (b *goBench) bareName() string {
+	if i := strings.LastIndexByte(b.name, '/'); i >= 0 {
+		return b.name[:i+1] + "bare"
+	}
+	return "bare"
+}
+
+// goBenchPattern selects the handler-chain benchmarks: the counted chains
+// and the uncounted one with the hot token (not its 100,000-token pool,
+// which the first run would mint for a minute or more).
+const goBenchPattern = "^BenchmarkServeHTTP(Uncounted)?$/^(bare|memory|redis|hot)$"
 
 // runGoBench runs the handler-chain benchmark in the module package and
 // parses its results.
@@ -40,7 +52,7 @@ func runGoBench(root, benchtime string, count int) ([]*goBench, string, error) {
 
 // parseGoBench reads `go test -bench -benchmem` output lines such as
 //
-//	BenchmarkServeHTTP/memory-2   300000   4219 ns/op   920 B/op   15 allocs/op
+//	BenchmarkServeHTTP/memory-2   300000   4219 ns/op   2890 cpu-ns/op   920 B/op   15 allocs/op
 //
 // grouping the repetitions of each sub-benchmark, in first-seen order.
 func parseGoBench(out string) ([]*goBench, error) {
@@ -48,10 +60,17 @@ func parseGoBench(out string) ([]*goBench, error) {
 	byName := map[string]*goBench{}
 	for line := range strings.SplitSeq(out, "\n") {
 		f := strings.Fields(line)
-		if len(f) < 4 || !strings.HasPrefix(f[0], "BenchmarkServeHTTP/") {
+		if len(f) < 4 {
 			continue
 		}
-		name := strings.TrimPrefix(f[0], "BenchmarkServeHTTP/")
+		var name string
+		if rest, ok := strings.CutPrefix(f[0], "BenchmarkServeHTTP/"); ok {
+			name = rest
+		} else if rest, ok := strings.CutPrefix(f[0], "BenchmarkServeHTTPUncounted/"); ok {
+			name = "uncounted/" + rest
+		} else {
+			continue
+		}
 		if i := strings.LastIndexByte(name, '-'); i > 0 {
 			if _, err := strconv.Atoi(name[i+1:]); err == nil {
 				name = name[:i]
@@ -71,6 +90,8 @@ func parseGoBench(out string) ([]*goBench, error) {
 			switch f[i+1] {
 			case "ns/op":
 				b.nsPerOp = append(b.nsPerOp, v)
+			case "cpu-ns/op":
+				b.cpuNsPerOp = append(b.cpuNsPerOp, v)
 			case "B/op":
 				b.bytesPerOp = v
 			case "allocs/op":

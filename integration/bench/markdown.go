@@ -131,20 +131,31 @@ func (rep *report) markdown() string {
 	if len(rep.goBench) > 0 {
 		w("## Handler chain (Go benchmark)\n\n")
 		w("`BenchmarkServeHTTP` in `module/bench_test.go`: the gate with a cached token in front of a no-op next handler, ")
-		w("beside the bare chain (the same per-request setup calling the next handler directly); `redis` counts in a real ")
-		w("redis-server on loopback, so its ns/op includes the wait for the round trip. ns/op is the median of the ")
-		w("repetitions; allocations do not depend on the machine's load at all.\n\n```sh\n%s\n```\n\n", e.goBenchCmd)
-		w("| chain | ns/op | ×bare ns/op | gate's own ns/op | B/op | allocs/op | gate's own allocs |\n|---|--:|--:|--:|--:|--:|--:|\n")
-		var bare *goBench
+		w("beside the bare chain (the same per-request setup, as Caddy's server makes it, calling the next handler directly); ")
+		w("`memory` and `redis` charge credits in the in-memory store and in a real redis-server on loopback (so redis's ")
+		w("ns/op includes the wait for the round trip); `uncounted/hot` is `BenchmarkServeHTTPUncounted`, the gate with ")
+		w("the in-memory store and a token without credits (nothing counted), beside its own bare chain. ns/op and CPU ns/op ")
+		w("(the process's CPU time per request, which hardly grows when other processes take turns on the cores) are ")
+		w("medians of the repetitions, ×bare CPU the ratio of the medians; ")
+		w("allocations do not depend on the machine's load at all.\n\n```sh\n%s\n```\n\n", e.goBenchCmd)
+		w("| chain | ns/op | CPU ns/op | ×bare CPU | gate's own CPU ns/op | B/op | allocs/op | gate's own allocs |\n")
+		w("|---|--:|--:|--:|--:|--:|--:|--:|\n")
+		byName := map[string]*goBench{}
 		for _, g := range rep.goBench {
-			if g.name == "bare" {
-				bare = g
-			}
+			byName[g.name] = g
 		}
 		for _, g := range rep.goBench {
-			ns, bns := median(g.nsPerOp), median(bare.nsPerOp)
-			w("| %s | %.0f | %.2f | %.0f | %.0f | %.0f | %.0f |\n", g.name, ns, ns/bns, ns-bns, g.bytesPerOp,
-				g.allocsPerOp, g.allocsPerOp-bare.allocsPerOp)
+			bare := byName[g.bareName()]
+			if bare == nil {
+				continue
+			}
+			cpu, ratio, own := "—", "—", "—"
+			if len(g.cpuNsPerOp) > 0 && len(bare.cpuNsPerOp) > 0 {
+				c, bc := median(g.cpuNsPerOp), median(bare.cpuNsPerOp)
+				cpu, ratio, own = fmt.Sprintf("%.0f", c), fmt.Sprintf("%.2f", c/bc), fmt.Sprintf("%.0f", c-bc)
+			}
+			w("| %s | %.0f | %s | %s | %s | %.0f | %.0f | %.0f |\n", g.name, median(g.nsPerOp), cpu, ratio, own,
+				g.bytesPerOp, g.allocsPerOp, g.allocsPerOp-bare.allocsPerOp)
 		}
 		w("\n")
 	}

@@ -206,15 +206,21 @@ BenchmarkServeHTTP/bare-2         	 3000000	       402.0 ns/op	     552 B/op	   
 BenchmarkServeHTTP/memory-2       	  300000	      4219 ns/op	     920 B/op	      15 allocs/op
 BenchmarkServeHTTP/bare-2         	 3000000	       410.0 ns/op	     552 B/op	       7 allocs/op
 BenchmarkServeHTTP/redis          	   20000	     85162 ns/op	    2758 B/op	      51 allocs/op
+BenchmarkServeHTTPUncounted/hot/bare-2 	 3000000	      1600 ns/op	      1500 cpu-ns/op	    2464 B/op	      23 allocs/op
+BenchmarkServeHTTPUncounted/hot/gate-2 	 3000000	      1900 ns/op	      1800 cpu-ns/op	    2544 B/op	      24 allocs/op
 PASS
 `
 	bs, err := parseGoBench(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(bs) != 3 || bs[0].name != "bare" || len(bs[0].nsPerOp) != 2 || bs[1].allocsPerOp != 15 ||
-		bs[2].name != "redis" || bs[2].bytesPerOp != 2758 {
-		t.Errorf("parsed %+v %+v %+v", bs[0], bs[1], bs[len(bs)-1])
+	if len(bs) != 5 || bs[0].name != "bare" || len(bs[0].nsPerOp) != 2 || bs[1].allocsPerOp != 15 ||
+		bs[2].name != "redis" || bs[2].bytesPerOp != 2758 || bs[2].bareName() != "bare" {
+		t.Errorf("parsed %+v %+v %+v", bs[0], bs[1], bs[2])
+	}
+	if g := bs[4]; g.name != "uncounted/hot/gate" || len(g.cpuNsPerOp) != 1 || g.cpuNsPerOp[0] != 1800 ||
+		g.bareName() != "uncounted/hot/bare" || bs[3].name != g.bareName() {
+		t.Errorf("the uncounted chain parsed as %+v beside %+v", g, bs[3])
 	}
 	if _, err := parseGoBench("PASS\n"); err == nil {
 		t.Error("output without the bare benchmark parsed")
