@@ -341,7 +341,7 @@ func (g *Gate) provisionVerifier() error {
 	v := &verifier{
 		names:    names,
 		cache:    newTokenCache(cmpOr(g.CacheSize, DefaultCacheSize)),
-		memo:     newHashMemo(),
+		memo:     newTokenMemo(),
 		flights:  new(singleflight.Group),
 		strings:  new(stringPool),
 		cacheTTL: defaultCacheTTL,

@@ -48,7 +48,7 @@ type verifier struct {
 	names    policy.ClaimNames
 	keep     []string // claims the licenses keep (match_claim); never nil
 	cache    *tokenCache
-	memo     *hashMemo           // the SHA-256 of the tokens sent most often
+	memo     *tokenMemo          // the tokens sent most often, in front of the cache
 	flights  *singleflight.Group // one verification per token hash at a time
 	strings  *stringPool         // one copy of the issuers, kids and items of cached licenses
 	cacheTTL time.Duration
@@ -73,15 +73,27 @@ func tokenHash(tok string) [32]byte {
 	return sha256.Sum256(append(buf[:0], tok...))
 }
 
-// verify returns the token's license, from the cache when the same token
-// was verified before (expiry is checked by the caller on every request).
+// verify returns the token's license, from the memo or the cache when the
+// same token was verified before (expiry is checked by the caller on
+// every request).
 // Concurrent misses of one token share one verification. On failure the
 // result carries the kid for the log, and the license when the signature
 // held.
 func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (verified, *policy.Reject) {
-	h := v.memo.hash(tok)
+	ref := v.memo.ref(tok)
+	var h [32]byte
+	if m := ref.find(tok); m != nil {
+		if now.UnixNano() <= m.expires {
+			cacheHits.Inc()
+			return verified{lic: m.lic, kid: m.kid, token: tok}, nil
+		}
+		h = m.h
+	} else {
+		h = tokenHash(tok)
+	}
 	if e, ok := v.cache.find(h); ok && (now.UnixNano() <= e.expires || v.renew(h, &e, now)) {
 		cacheHits.Inc()
+		ref.offer(tok, h, &e)
 		return verified{lic: e.lic, kid: e.kid, token: tok}, nil
 	}
 	// The shared verification may wait for a key set's first load on
