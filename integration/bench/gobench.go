@@ -15,9 +15,15 @@ type goBench struct {
 	name        string // bare, memory, redis; uncounted/hot/bare, uncounted/hot/gate
 	nsPerOp     []float64
 	cpuNsPerOp  []float64 // the process's CPU time per request
+	minIters    int       // the fewest iterations of a repetition
 	bytesPerOp  float64
 	allocsPerOp float64
 }
+
+// minCPUIters is the fewest iterations whose CPU time per request is
+// shown: over a short run, the process's other work (a garbage
+// collection, a background goroutine waking) outweighs the requests'.
+const minCPUIters = 10000
 
 // bareName is the benchmark b is compared with: its sibling named bare.
 func (b *goBench) bareName() string {
@@ -81,6 +87,9 @@ func parseGoBench(out string) ([]*goBench, error) {
 			b = &goBench{name: name}
 			byName[name] = b
 			list = append(list, b)
+		}
+		if n, err := strconv.Atoi(f[1]); err == nil && (b.minIters == 0 || n < b.minIters) {
+			b.minIters = n
 		}
 		for i := 2; i+1 < len(f); i += 2 {
 			v, err := strconv.ParseFloat(f[i], 64)

@@ -136,7 +136,7 @@ func (rep *report) markdown() string {
 		w("ns/op includes the wait for the round trip); `uncounted/hot` is `BenchmarkServeHTTPUncounted`, the gate with ")
 		w("the in-memory store and a token without credits (nothing counted), beside its own bare chain. ns/op and CPU ns/op ")
 		w("(the process's CPU time per request, which hardly grows when other processes take turns on the cores) are ")
-		w("medians of the repetitions, ×bare CPU the ratio of the medians; ")
+		w("medians of the repetitions (CPU only over runs of %d iterations or more), ×bare CPU the ratio of the medians; ", minCPUIters)
 		w("allocations do not depend on the machine's load at all.\n\n```sh\n%s\n```\n\n", e.goBenchCmd)
 		w("| chain | ns/op | CPU ns/op | ×bare CPU | gate's own CPU ns/op | B/op | allocs/op | gate's own allocs |\n")
 		w("|---|--:|--:|--:|--:|--:|--:|--:|\n")
@@ -150,7 +150,7 @@ func (rep *report) markdown() string {
 				continue
 			}
 			cpu, ratio, own := "—", "—", "—"
-			if len(g.cpuNsPerOp) > 0 && len(bare.cpuNsPerOp) > 0 {
+			if len(g.cpuNsPerOp) > 0 && len(bare.cpuNsPerOp) > 0 && min(g.minIters, bare.minIters) >= minCPUIters {
 				c, bc := median(g.cpuNsPerOp), median(bare.cpuNsPerOp)
 				cpu, ratio, own = fmt.Sprintf("%.0f", c), fmt.Sprintf("%.2f", c/bc), fmt.Sprintf("%.0f", c-bc)
 			}

@@ -219,7 +219,7 @@ PASS
 		t.Errorf("parsed %+v %+v %+v", bs[0], bs[1], bs[2])
 	}
 	if g := bs[4]; g.name != "uncounted/hot/gate" || len(g.cpuNsPerOp) != 1 || g.cpuNsPerOp[0] != 1800 ||
-		g.bareName() != "uncounted/hot/bare" || bs[3].name != g.bareName() {
+		g.bareName() != "uncounted/hot/bare" || bs[3].name != g.bareName() || g.minIters != 3000000 || bs[0].minIters != 3000000 {
 		t.Errorf("the uncounted chain parsed as %+v beside %+v", g, bs[3])
 	}
 	if _, err := parseGoBench("PASS\n"); err == nil {
