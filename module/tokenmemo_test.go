@@ -130,11 +130,7 @@ func TestTokenMemoUnderConcurrency(t *testing.T) {
 
 func TestAHotTokenIsServedFromTheMemoUntilItsCacheEntryIsDue(t *testing.T) {
 	t.Parallel()
-	clk := newClock()
-	k := newKey(t, "k", "ES256")
-	g, _ := provisioned(t, fileGate(t, k), clk)
-	src := &versionedSource{keySource: g.verifier.bindings.anyIssuer.sources[0]}
-	g.verifier.bindings.anyIssuer.sources[0] = src
+	g, clk, k, src := versionedGate(t)
 	v := g.verifier
 	tok := k.sign(t, claimsAt(clk), nil)
 	ctx := context.Background()

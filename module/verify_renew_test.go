@@ -24,6 +24,18 @@ func (s *versionedSource) current() *keySet {
 
 func (s *versionedSource) version() uint64 { return s.ver.Load() }
 
+// versionedGate is a gate with one ES256 key (kid "k") whose key source
+// is a versionedSource.
+func versionedGate(t *testing.T) (*Gate, *testClock, *testKey, *versionedSource) {
+	t.Helper()
+	clk := newClock()
+	k := newKey(t, "k", "ES256")
+	g, _ := provisioned(t, fileGate(t, k), clk)
+	src := &versionedSource{keySource: g.verifier.bindings.anyIssuer.sources[0]}
+	g.verifier.bindings.anyIssuer.sources[0] = src
+	return g, clk, k, src
+}
+
 func TestACachedTokenDueForReverificationIsCheckedAgainOnlyWhenItsKeysMayHaveChanged(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -42,11 +54,7 @@ func TestACachedTokenDueForReverificationIsCheckedAgainOnlyWhenItsKeysMayHaveCha
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			clk := newClock()
-			k := newKey(t, "k", "ES256")
-			g, _ := provisioned(t, fileGate(t, k), clk)
-			src := &versionedSource{keySource: g.verifier.bindings.anyIssuer.sources[0]}
-			g.verifier.bindings.anyIssuer.sources[0] = src
+			g, clk, k, src := versionedGate(t)
 			tok := k.sign(t, claimsAt(clk), nil)
 			ctx := context.Background()
 
