@@ -14,19 +14,6 @@ import (
 // remembered returns the memo's entry of tok, nil when none.
 func (m *tokenMemo) remembered(tok string) *memoEntry { return m.ref(tok).find(tok) }
 
-// offerOften offers tok as a cache hit until it is remembered (a token
-// comes in once noted, which one offer in memoAdmitOneIn does).
-func offerOften(t *testing.T, m *tokenMemo, tok string, e *cacheEntry) {
-	t.Helper()
-	for range 4000 {
-		m.ref(tok).offer(tok, tokenHash(tok), e)
-		if m.remembered(tok) != nil {
-			return
-		}
-	}
-	t.Fatalf("a token offered 4000 times is not remembered")
-}
-
 func TestTokenMemoRemembersOnlyTokensItCanHold(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
