@@ -120,7 +120,7 @@ func (rep *report) markdown() string {
 			countLabel(float64(heapRow.pool)), targetCacheBytes, bytesText(heapRow.heapPerLic), atMost(heapRow.heapPerLic, targetCacheBytes))
 	}
 	if redisRow != nil {
-		w("| Redis `used_memory` per license (%s pool) | ≤ %d B | %s | %s | |\n", countLabel(float64(redisRow.pool)),
+		w("| Redis `used_memory` per license, request records dropped (%s pool) | ≤ %d B | %s | %s | |\n", countLabel(float64(redisRow.pool)),
 			targetRedisBytes, bytesText(redisRow.redisPer), atMost(redisRow.redisPer, targetRedisBytes))
 	}
 	w("\n")
@@ -198,17 +198,20 @@ func (rep *report) markdown() string {
 		w("garbage collection (`go_memstats_heap_alloc_bytes`, through the admin endpoint's `/debug/pprof/heap?gc=1`) and ")
 		w("its resident set (`VmRSS`); per license is the growth since only the hot token was sent, divided by the pool ")
 		w("(shown only where the cache holds the whole pool). B's heap also holds the in-memory store's counters. ")
-		w("Redis per license is the growth of `used_memory` (summed over the Cluster's nodes for C3).\n\n")
-		w("| pool | scenario | cache_size | live heap | heap per license | RSS | Redis per license | Redis keys per license |\n")
-		w("|--:|---|--:|--:|--:|--:|--:|--:|\n")
+		w("Redis per license is the growth of `used_memory` (summed over the Cluster's nodes for C3) once the request ")
+		w("records are dropped: what a license costs for as long as its token lives. A request record is what each ")
+		w("charged request adds besides, for one minute (its id, kept so that a void or refund applies once): ")
+		w("`used_memory` before dropping the records minus after, per request of the stage.\n\n")
+		w("| pool | scenario | cache_size | live heap | heap per license | RSS | Redis per license | Redis keys per license | Redis per request record |\n")
+		w("|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, m := range rows {
 			keys := "—"
 			if !math.IsNaN(m.keysPer) {
 				keys = fmt.Sprintf("%.2f", m.keysPer)
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", countLabel(float64(m.pool)), m.in.name,
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", countLabel(float64(m.pool)), m.in.name,
 				m.in.cacheLabel(module.DefaultCacheSize), bytesText(float64(m.heap)), bytesText(m.heapPerLic),
-				bytesText(float64(m.rss)), bytesText(m.redisPer), keys)
+				bytesText(float64(m.rss)), bytesText(m.redisPer), keys, bytesText(m.recordPer))
 		}
 		w("\n")
 	}

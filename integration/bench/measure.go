@@ -17,12 +17,19 @@ import (
 
 // memStage is the memory of every gate instance and of Redis after every
 // token of a pool was sent once (stage 0: only the hot token).
+//
+// Redis is read twice: with the request records the stage's requests
+// left (ids kept for a minute, for voids and refunds: per request, not
+// per license), then after dropping every record, which leaves the
+// licenses' own state.
 type memStage struct {
-	pool        int
-	inst        map[string]memory
-	redisUsed   int64 // used_memory of the single node, -1 when unknown
-	redisKeys   int64
-	clusterUsed int64
+	pool         int
+	inst         map[string]memory
+	redisUsed    int64 // used_memory of the single node, -1 when unknown
+	redisState   int64 // the same without request records, -1 when unknown
+	redisKeys    int64 // keys without request records
+	clusterUsed  int64
+	clusterState int64
 }
 
 // fill sends every pool token once to every gate instance that serves
@@ -30,20 +37,16 @@ type memStage struct {
 // and records the memory after each size.
 func (b *bench) fill(ctx context.Context) ([]memStage, error) {
 	stage := func(n int) memStage {
-		s := memStage{pool: n, inst: map[string]memory{}, redisUsed: -1, clusterUsed: -1}
+		s := memStage{pool: n, inst: map[string]memory{}, redisUsed: -1, redisState: -1, clusterUsed: -1, clusterState: -1}
 		for _, in := range b.plan.insts {
 			if in.gate {
 				s.inst[in.name] = in.memory(b.client)
 			}
 		}
-		if v, err := b.redis.info("memory", "used_memory"); err == nil {
-			s.redisUsed = v
-		}
+		s.redisUsed, s.redisState = usedWithAndWithoutRecords(b.redis)
 		s.redisKeys, _ = b.redis.keys()
 		if b.cluster != nil {
-			if v, err := b.cluster.info("memory", "used_memory"); err == nil {
-				s.clusterUsed = v
-			}
+			s.clusterUsed, s.clusterState = usedWithAndWithoutRecords(b.cluster)
 		}
 		return s
 	}
@@ -69,6 +72,23 @@ func (b *bench) fill(ctx context.Context) ([]memStage, error) {
 		prev = n
 	}
 	return stages, nil
+}
+
+// usedWithAndWithoutRecords reads used_memory, drops the request records
+// and reads it again; -1 for what could not be read.
+func usedWithAndWithoutRecords(rs *redisSet) (with, without int64) {
+	with, without = -1, -1
+	if v, err := rs.info("memory", "used_memory"); err == nil {
+		with = v
+	}
+	if _, err := rs.dropRecords(); err != nil {
+		logf("%v", err)
+		return with, without
+	}
+	if v, err := rs.info("memory", "used_memory"); err == nil {
+		without = v
+	}
+	return with, without
 }
 
 // measureAll warms every group up, then runs the rounds.

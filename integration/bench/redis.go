@@ -85,6 +85,45 @@ func (rs *redisSet) info(section, field string) (int64, error) {
 	return sum, nil
 }
 
+// dropRecordsLua unlinks, on the node that runs it, every key matching
+// ARGV[1] and returns how many. A Cluster node holds keys of many slots,
+// hence the flag.
+const dropRecordsLua = `#!lua flags=allow-cross-slot-keys
+local n, cursor = 0, '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
+  cursor = r[1]
+  for _, k in ipairs(r[2]) do
+    redis.call('UNLINK', k)
+    n = n + 1
+  end
+until cursor == '0'
+return n
+`
+
+// recordKeys matches the stores' request records (the ids of the last
+// minute's charges, kept for voids and refunds), whatever their layout
+// under the license's hash tag.
+const recordKeys = "*}:req*"
+
+// dropRecords deletes the request records on every node, so that what
+// remains is the licenses' own state, and returns how many keys went.
+func (rs *redisSet) dropRecords() (int64, error) {
+	var sum int64
+	for _, n := range rs.nodes {
+		out, err := testredis.Command(n.addr, "EVAL", dropRecordsLua, "0", recordKeys)
+		if err != nil {
+			return 0, fmt.Errorf("dropping request records: %w", err)
+		}
+		x, err := strconv.ParseInt(out, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("dropping request records: %q", out)
+		}
+		sum += x
+	}
+	return sum, nil
+}
+
 // keys is the number of keys over the nodes (DBSIZE).
 func (rs *redisSet) keys() (int64, error) {
 	var sum int64

@@ -324,8 +324,9 @@ type memRow struct {
 	in         *instance
 	heap, rss  int64
 	heapPerLic float64 // NaN when the cache cannot hold the pool
-	redisPer   float64 // NaN for memory stores
-	keysPer    float64 // Redis keys per license, single node; NaN otherwise
+	redisPer   float64 // the licenses' state in Redis; NaN for memory stores
+	recordPer  float64 // a request's record in Redis (ids kept for voids); NaN when unknown
+	keysPer    float64 // Redis keys per license without records, single node; NaN otherwise
 }
 
 func (rep *report) memRows() []memRow {
@@ -334,6 +335,7 @@ func (rep *report) memRows() []memRow {
 		return nil
 	}
 	base := rep.stages[0]
+	prev := base
 	for _, st := range rep.stages[1:] {
 		for _, in := range rep.plan.insts {
 			m, ok := st.inst[in.name]
@@ -341,20 +343,25 @@ func (rep *report) memRows() []memRow {
 				continue
 			}
 			r := memRow{pool: st.pool, in: in, heap: m.heap, rss: m.rss, heapPerLic: math.NaN(), redisPer: math.NaN(),
-				keysPer: math.NaN()}
+				recordPer: math.NaN(), keysPer: math.NaN()}
 			// A full cache shard evicts: the growth then is not per license.
 			if st.pool*5/4 <= effectiveCache(in) {
 				r.heapPerLic = perLicense(m.heap, base.inst[in.name].heap, st.pool)
 			}
+			// The state grows with the pool; the records at a stage are
+			// those of its requests, one per license it added.
 			switch {
 			case in.name == "C3":
-				r.redisPer = perLicense(st.clusterUsed, base.clusterUsed, st.pool)
+				r.redisPer = perLicense(st.clusterState, base.clusterState, st.pool)
+				r.recordPer = perLicense(st.clusterUsed, st.clusterState, st.pool-prev.pool)
 			case in.store == "redis":
-				r.redisPer = perLicense(st.redisUsed, base.redisUsed, st.pool)
+				r.redisPer = perLicense(st.redisState, base.redisState, st.pool)
+				r.recordPer = perLicense(st.redisUsed, st.redisState, st.pool-prev.pool)
 				r.keysPer = perLicense(st.redisKeys, base.redisKeys, st.pool)
 			}
 			out = append(out, r)
 		}
+		prev = st
 	}
 	return out
 }

@@ -227,7 +227,7 @@ PASS
 	}
 }
 
-func TestMemoryPerLicenseNeedsAPoolTheCacheHolds(t *testing.T) {
+func TestMemoryPerLicenseNeedsAPoolTheCacheHoldsAndSeparatesRequestRecords(t *testing.T) {
 	o := testOptions(t, "-quick", "-pools", "1000,100000")
 	p := newPlan(&o, 20000)
 	for _, in := range p.insts {
@@ -238,19 +238,19 @@ func TestMemoryPerLicenseNeedsAPoolTheCacheHolds(t *testing.T) {
 	}
 	mem := func(heap int64) memory { return memory{heap: heap, rss: 2 * heap} }
 	stages := []memStage{
-		{pool: 0, inst: map[string]memory{"B": mem(1000), "C": mem(1000), "C+": mem(1000)}, redisUsed: 500},
-		{pool: 1000, inst: map[string]memory{"B": mem(1001000), "C": mem(801000), "C+": mem(801000)}, redisUsed: 300500},
-		{pool: 100000, inst: map[string]memory{"B": mem(9000000), "C": mem(9000000), "C+": mem(80001000)}, redisUsed: 30000500},
+		{pool: 0, inst: map[string]memory{"B": mem(1000), "C": mem(1000), "C+": mem(1000)}, redisUsed: 600, redisState: 500},
+		{pool: 1000, inst: map[string]memory{"B": mem(1001000), "C": mem(801000), "C+": mem(801000)}, redisUsed: 400500, redisState: 300500},
+		{pool: 100000, inst: map[string]memory{"B": mem(9000000), "C": mem(9000000), "C+": mem(80001000)}, redisUsed: 39900500, redisState: 30000500},
 	}
 	rep := &report{o: o, plan: p, stages: stages}
 	got := map[string]memRow{}
 	for _, r := range rep.memRows() {
 		got[countLabel(float64(r.pool))+" "+r.in.name] = r
 	}
-	if r := got["1k C"]; r.heapPerLic != 800 || r.redisPer != 300 {
+	if r := got["1k C"]; r.heapPerLic != 800 || r.redisPer != 300 || r.recordPer != 100 {
 		t.Errorf("1k C: %+v", r)
 	}
-	if r := got["100k C"]; !math.IsNaN(r.heapPerLic) || r.redisPer != 300 {
+	if r := got["100k C"]; !math.IsNaN(r.heapPerLic) || r.redisPer != 300 || r.recordPer != 100 {
 		t.Errorf("100k C (cache smaller than the pool): %+v", r)
 	}
 	if r := got["100k C+"]; r.heapPerLic != 800 {
