@@ -131,7 +131,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.IntVar(&o.goBenchCount, "gobench-count", 5, "-count of the Go benchmark")
 	fs.StringVar(&o.out, "out", "", "Markdown results file; curve.svg is written next to it (default <repo>/integration/bench/RESULTS.md; - for none)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "after the rounds, save a CPU profile of each headline configuration under the headline pool load in this directory (not part of the measurement)")
-	fs.DurationVar(&o.profileTime, "profile-seconds", 5*time.Second, "length of each -cpuprofile capture")
+	fs.DurationVar(&o.profileTime, "profile-duration", 5*time.Second, "length of each -cpuprofile capture (e.g. 15s)")
 	fs.StringVar(&o.note, "note", "", "a remark written into the results (e.g. what else ran on the machine)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (Caddyfiles, logs, token files)")
 	fs.BoolVar(&o.quick, "quick", false, "a smoke run of every part in about a minute, for CI: -rounds 2 -curve-rounds 1 -duration 1s -curve-duration 1s -pool 1000 -pools 1000 -cluster-pool 1000 -gobench-time 100x -gobench-count 1 -out -")
