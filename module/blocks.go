@@ -2,6 +2,7 @@ package module
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,12 +38,27 @@ const (
 	blockEntryIdle = 10 * time.Second
 	// blockSweepEvery is how often the sweeper looks for idle blocks.
 	blockSweepEvery = 250 * time.Millisecond
-	// blockMinRate: a license asks blocks only at this many requests per
-	// second or more at this gateway; below, a block would save little.
+	// blockMinRate: at this many requests per second or more at this
+	// gateway, a license asks a block of about one blockWindow of its
+	// traffic.
 	blockMinRate = 4
-	// blockWindow is the rate estimate's window: a block holds about this
-	// much of the license's traffic.
+	// blockWindow is the rate estimate's window: a busy license's block
+	// holds about this much of its traffic.
 	blockWindow = time.Second
+	// blockLowRequests, blockLongWindow: a quieter license asks a block
+	// once it showed this many requests (the one asking included) within
+	// the long window, about 0.5 requests a second or more. Below, most
+	// blocks would idle out before a second request came.
+	blockLowRequests = 2
+	blockLongWindow  = 4 * time.Second
+	// blockMinRequests is the least block asked, in requests: at 0.5 to
+	// 8 requests a second a block of one window's traffic would be 1 to 8
+	// requests, mostly ended by the next reservation or the idle return
+	// before it saved a round trip. 8 requests is about two long windows
+	// at 1 a second, and the most a crash strands of such a license.
+	blockMinRequests = 8
+	// blockReturnBatch bounds the returns sent in one pipeline.
+	blockReturnBatch = 1000
 	// DefaultBlockTable bounds the licenses the table tracks; a license
 	// that does not fit is charged per request.
 	DefaultBlockTable = 65536
@@ -100,12 +116,10 @@ type licenseBlock struct {
 	hasUsed   bool
 	cap       int64     // halved when the store refuses a block, 0: none
 	capUntil  time.Time // when cap lapses: other gateways' blocks change
-	// The rate estimate: requests in the current window and the one
-	// before.
-	winStart  time.Time
-	cur, prev int64
-	lastSeen  time.Time
-	seats     map[string]time.Time // device → when the store confirmed its seat
+	// The rate estimates: over blockWindow and blockLongWindow.
+	short, long rateWindow
+	lastSeen    time.Time
+	seats       map[string]time.Time // device → when the store confirmed its seat
 }
 
 // blockUnused is the credits leased in blocks and not yet served at this
@@ -209,7 +223,7 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 		s.mu.Unlock()
 		return blockPlan{}
 	}
-	rate := e.hit(a.now)
+	rate, long := e.hit(a.now)
 	seatOK := a.seats == 0 || e.seatFresh(a.hw, a.now, a.fresh)
 	if a.limit < 0 {
 		s.mu.Unlock()
@@ -237,7 +251,7 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 		e.cap = 0
 	}
 	if !e.reserving && e.size == 0 && e.hasUsed {
-		if want := e.want(rate, a.cost, a.limit); want > 0 {
+		if want := e.want(rate, long, a.cost, a.limit); want > 0 {
 			e.reserving = true
 			p.ask, p.end = want, e.end
 			e.end = 0
@@ -247,34 +261,50 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 	return p
 }
 
-// hit counts a request in the rate estimate and returns the estimate:
-// requests in the last blockWindow.
-func (e *licenseBlock) hit(now time.Time) int64 {
+// hit counts a request in the rate estimates and returns them: requests
+// in the last blockWindow and in the last blockLongWindow.
+func (e *licenseBlock) hit(now time.Time) (rate, long int64) {
 	e.lastSeen = now
-	el := now.Sub(e.winStart)
-	if el >= blockWindow || el < 0 {
-		if el < 2*blockWindow && el >= 0 {
-			e.prev = e.cur
-			e.winStart = e.winStart.Add(blockWindow)
-		} else {
-			e.prev = 0
-			e.winStart = now
-		}
-		e.cur = 0
-		el = now.Sub(e.winStart)
-	}
-	e.cur++
-	return e.cur + e.prev*int64(blockWindow-el)/int64(blockWindow)
+	return e.short.hit(now, blockWindow), e.long.hit(now, blockLongWindow)
 }
 
-// want is the block to ask for: about one window's worth of credits at
-// rate, in whole requests, none below blockMinRate, and small enough for
-// the store to grant it by what the last figure says is left.
-func (e *licenseBlock) want(rate, cost, limit int64) int64 {
-	if rate < blockMinRate || cost <= 0 {
+// rateWindow estimates the requests of a sliding window from two fixed
+// intervals of its length: the current one's count, and the one before's
+// weighted by how much of it the window still covers.
+type rateWindow struct {
+	start     time.Time
+	cur, prev int64
+}
+
+// hit counts a request at now and returns the estimate over length.
+func (w *rateWindow) hit(now time.Time, length time.Duration) int64 {
+	el := now.Sub(w.start)
+	if el >= length || el < 0 {
+		if el < 2*length && el >= 0 {
+			w.prev = w.cur
+			w.start = w.start.Add(length)
+		} else {
+			w.prev = 0
+			w.start = now
+		}
+		w.cur = 0
+		el = now.Sub(w.start)
+	}
+	w.cur++
+	return w.cur + w.prev*int64(length-el)/int64(length)
+}
+
+// want is the block to ask for, in whole requests' credits: for a license
+// at blockMinRate or more, the requests of the last blockWindow; for a
+// quieter one, once it showed blockLowRequests within blockLongWindow; at
+// least blockMinRequests either way; and small enough for the store to
+// grant it by what the last figure says is left (so the least block gives
+// way to what is left, and in the last stretch there is none).
+func (e *licenseBlock) want(rate, long, cost, limit int64) int64 {
+	if (rate < blockMinRate && long < blockLowRequests) || cost <= 0 {
 		return 0
 	}
-	n := min(rate, policy.MaxBlock/cost)
+	n := min(max(rate, blockMinRequests), policy.MaxBlock/cost)
 	if e.cap > 0 {
 		n = min(n, e.cap/cost)
 	}
@@ -461,32 +491,70 @@ func (t *blockTable) returnLater(key policy.LicenseKey, r blockReturn) {
 	}()
 }
 
-// send tells the store that blocks of r.size credits ended with r.unused
-// of them not served, once: a return that fails strands those credits
-// (counted as used) until the license's counters expire. A return holds
-// at most policy.MaxBlock credits; more (a live block and ended ones)
-// goes in several.
-func (t *blockTable) send(ctx context.Context, key policy.LicenseKey, r blockReturn) {
+// pieces appends r's returns to out: each of at most policy.MaxBlock
+// credits (a live block and ended ones may hold more together).
+func (r blockReturn) pieces(key policy.LicenseKey, out []policy.BlockReturn) []policy.BlockReturn {
 	for r.size > 0 {
 		size := min(r.size, policy.MaxBlock)
 		unused := min(r.unused, size)
 		r.size, r.unused = r.size-size, r.unused-unused
-		blocksReturned.Inc()
-		if err := t.blocks.ReturnBlock(ctx, key, size, unused); err != nil {
-			caddy.Log().Named("http.handlers.license_gate").Warn("credit block not returned: its unused credits stay counted until the license's counters expire",
-				zap.String("iss", key.Issuer), zap.String("key", key.Key), zap.Int64("size", size), zap.Int64("unused", unused), zap.Error(err))
+		out = append(out, policy.BlockReturn{Key: key, Size: size, Unused: unused})
+	}
+	return out
+}
+
+// send tells the store that blocks of r.size credits ended with r.unused
+// of them not served (see returnAll).
+func (t *blockTable) send(ctx context.Context, key policy.LicenseKey, r blockReturn) {
+	t.returnAll(ctx, r.pieces(key, nil))
+}
+
+// returnAll tells the store that each of rs ended, once, in pipelines of
+// at most blockReturnBatch returns (one round trip each), each within the
+// table's timeout. A return that fails strands its unused credits
+// (counted as used) until the license's counters expire: it may have run,
+// so it is never sent again.
+func (t *blockTable) returnAll(ctx context.Context, rs []policy.BlockReturn) {
+	for len(rs) > 0 {
+		batch := rs[:min(len(rs), blockReturnBatch)]
+		rs = rs[len(batch):]
+		bctx, cancel := context.WithTimeout(ctx, t.timeout)
+		errs := t.blocks.ReturnBlocks(bctx, batch)
+		cancel()
+		blocksReturned.Add(float64(len(batch)))
+		var failed, stranded int64
+		var first error
+		var firstKey policy.LicenseKey
+		for i, r := range batch {
+			err := errNoAnswer
+			if i < len(errs) {
+				err = errs[i]
+			}
+			if err == nil {
+				continue
+			}
+			failed++
+			stranded += r.Unused
+			if first == nil {
+				first, firstKey = err, r.Key
+			}
+		}
+		if failed > 0 {
+			blockCreditsStranded.Add(float64(stranded))
+			caddy.Log().Named("http.handlers.license_gate").Warn("credit blocks not returned: their unused credits stay counted until the licenses' counters expire",
+				zap.Int64("returns", failed), zap.Int64("credits", stranded),
+				zap.String("iss", firstKey.Issuer), zap.String("key", firstKey.Key), zap.Error(first))
 		}
 	}
 }
 
+// errNoAnswer stands for the error of a return the store left unanswered.
+var errNoAnswer = errors.New("the store gave no answer for this return")
+
 // sweep returns blocks idle since blockIdle and blocks of revoked
 // licenses, and forgets licenses idle since blockEntryIdle.
 func (t *blockTable) sweep(now time.Time) {
-	type ret struct {
-		key policy.LicenseKey
-		r   blockReturn
-	}
-	var out []ret
+	var out []policy.BlockReturn
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
@@ -500,9 +568,9 @@ func (t *blockTable) sweep(now time.Time) {
 			}
 			switch {
 			case e.size > 0 && (revoked || now.Sub(e.lastServe) >= blockIdle):
-				out = append(out, ret{k, e.detach()})
+				out = e.detach().pieces(k, out)
 			case e.size == 0 && e.end > 0 && (revoked || now.Sub(e.endedAt) >= blockIdle):
-				out = append(out, ret{k, e.detach()})
+				out = e.detach().pieces(k, out)
 			case e.size == 0 && e.end == 0 && now.Sub(e.lastSeen) >= blockEntryIdle:
 				delete(s.m, k)
 				t.count.Add(-1)
@@ -510,11 +578,7 @@ func (t *blockTable) sweep(now time.Time) {
 		}
 		s.mu.Unlock()
 	}
-	for _, o := range out {
-		ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
-		t.send(ctx, o.key, o.r)
-		cancel()
-	}
+	t.returnAll(context.Background(), out)
 }
 
 // close stops serving from blocks and returns every one, all within
@@ -530,22 +594,16 @@ func (t *blockTable) close(timeout time.Duration) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		var wg sync.WaitGroup
+		var out []policy.BlockReturn
 		for i := range t.shards {
 			s := &t.shards[i]
 			s.mu.Lock()
 			for k, e := range s.m {
-				if r := e.detach(); r.size > 0 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						t.send(ctx, k, r)
-					}()
-				}
+				out = e.detach().pieces(k, out)
 			}
 			s.mu.Unlock()
 		}
-		wg.Wait()
+		t.returnAll(ctx, out)
 		t.pending.Wait()
 	})
 }

@@ -20,8 +20,11 @@ type blockStore struct {
 	leased  map[policy.LicenseKey]int64
 	revoked map[policy.LicenseKey]bool
 	charges atomic.Int64
-	returns atomic.Int64
-	fail    error // Charge fails with it, counting nothing
+	returns atomic.Int64 // blocks returned
+	batches atomic.Int64 // ReturnBlocks calls: round trips
+	fail    error        // Charge fails with it, counting nothing
+	// failReturn: the returns of these licenses fail, changing nothing.
+	failReturn map[policy.LicenseKey]bool
 	undos   []policy.Undo
 	watch   func(policy.LicenseKey)
 }
@@ -65,6 +68,22 @@ func (s *blockStore) ReturnBlock(_ context.Context, key policy.LicenseKey, size,
 	s.used[key] -= unused
 	s.leased[key] = max(0, s.leased[key]-size)
 	return nil
+}
+
+func (s *blockStore) ReturnBlocks(ctx context.Context, rs []policy.BlockReturn) []error {
+	s.batches.Add(1)
+	errs := make([]error, len(rs))
+	for i, r := range rs {
+		s.mu.Lock()
+		fail := s.failReturn[r.Key]
+		s.mu.Unlock()
+		if fail {
+			errs[i] = policy.ErrStore
+			continue
+		}
+		errs[i] = s.ReturnBlock(ctx, r.Key, r.Size, r.Unused)
+	}
+	return errs
 }
 
 func (s *blockStore) WatchCredits(f func(policy.LicenseKey)) (stop func()) {
@@ -147,41 +166,73 @@ func TestABusyLicenseIsServedFromItsBlockWithFewRoundTrips(t *testing.T) {
 	}
 }
 
-func TestAQuietLicenseAsksNoBlock(t *testing.T) {
-	s := newBlockStore()
-	tb := newTestTable(s)
-	now := time.Unix(1_000_000, 0)
-	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40}
-	for i := range 20 {
-		a.now = now.Add(time.Duration(i) * 500 * time.Millisecond) // 2 a second
-		if ok, trip, plan := request(t, tb, s, a); !ok || !trip || plan.ask != 0 {
-			t.Fatalf("request %d: allowed %v, round trip %v, asked %d; want a plain charge", i, ok, trip, plan.ask)
-		}
+func TestALicenseAsksABlockOnlyOnceItShowedTwoRequestsInFourSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		every time.Duration
+		asks  bool
+	}{
+		{"one request every 5 s asks none", 5 * time.Second, false},
+		{"one request every 4.5 s asks none", 4500 * time.Millisecond, false},
+		{"one request every 2.5 s asks one", 2500 * time.Millisecond, true},
+		{"two requests a second ask one", 500 * time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newBlockStore()
+			tb := newTestTable(s)
+			now := time.Unix(1_000_000, 0)
+			a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40}
+			var asked int64
+			for i := range 20 {
+				a.now = now.Add(time.Duration(i) * tc.every)
+				// Idle blocks go back as the sweeper would return them.
+				tb.sweep(a.now)
+				ok, _, plan := request(t, tb, s, a)
+				if !ok {
+					t.Fatalf("request %d refused", i)
+				}
+				if plan.ask > 0 && asked == 0 {
+					asked = plan.ask
+				}
+			}
+			if asks := asked > 0; asks != tc.asks {
+				t.Fatalf("asked a block of %d; want one asked: %v", asked, tc.asks)
+			}
+			if tc.asks && asked != blockMinRequests {
+				t.Errorf("the first block asked is %d, want the least, %d", asked, blockMinRequests)
+			}
+		})
 	}
 }
 
 func TestTheBlockAskedIsAboutOneSecondOfTrafficAndFitsWhatIsLeft(t *testing.T) {
 	for _, tc := range []struct {
-		name        string
-		rate, limit int64
-		used, cost  int64
-		cap         int64
-		want        int64
+		name              string
+		rate, long, limit int64
+		used, cost        int64
+		cap               int64
+		want              int64
 	}{
-		{"a second's worth of requests", 100, 1 << 40, 0, 1, 0, 100},
-		{"in credits, at cost 3", 100, 1 << 40, 0, 3, 0, 300},
-		{"below the least rate, none", blockMinRate - 1, 1 << 40, 0, 1, 0, 0},
-		{"at most what leaves ten times as much unreserved", 1000, 1100, 0, 1, 0, 99},
-		{"none in the last stretch", 1000, 1000, 990, 1, 0, 0},
-		{"within a refusal's cap", 1000, 1 << 40, 0, 1, 40, 40},
-		{"none when a single request would be all", 1000, 1 << 40, 0, 1, 1, 0},
-		{"at most MaxBlock", 1 << 40, 1 << 62, 0, 1, 0, policy.MaxBlock},
-		{"none for a free request", 100, 1 << 40, 0, 0, 0, 0},
+		{"a second's worth of requests", 100, 400, 1 << 40, 0, 1, 0, 100},
+		{"in credits, at cost 3", 100, 400, 1 << 40, 0, 3, 0, 300},
+		{"a quiet license's two requests in four seconds ask the least block", 1, blockLowRequests, 1 << 40, 0, 1, 0, blockMinRequests},
+		{"the least block in credits, at cost 3", 1, 3, 1 << 40, 0, 3, 0, 3 * blockMinRequests},
+		{"one request in four seconds asks none", 1, blockLowRequests - 1, 1 << 40, 0, 1, 0, 0},
+		{"a busy license below the least block asks the least", blockMinRate, 4 * blockMinRate, 1 << 40, 0, 1, 0, blockMinRequests},
+		{"at most what leaves ten times as much unreserved", 1000, 4000, 1100, 0, 1, 0, 99},
+		{"the least block gives way to what is left", 1, 2, 56, 0, 1, 0, 5},
+		{"none in the last stretch", 1000, 4000, 1000, 990, 1, 0, 0},
+		{"none in a quiet license's last stretch", 1, 3, 1000, 980, 1, 0, 0},
+		{"within a refusal's cap", 1000, 4000, 1 << 40, 0, 1, 40, 40},
+		{"a quiet license's within a refusal's cap", 1, 2, 1 << 40, 0, 1, 4, 4},
+		{"none when a single request would be all", 1000, 4000, 1 << 40, 0, 1, 1, 0},
+		{"at most MaxBlock", 1 << 40, 1 << 42, 1 << 62, 0, 1, 0, policy.MaxBlock},
+		{"none for a free request", 100, 400, 1 << 40, 0, 0, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := &licenseBlock{used: tc.used, hasUsed: true, cap: tc.cap}
-			if got := e.want(tc.rate, tc.cost, tc.limit); got != tc.want {
-				t.Errorf("want(%d, %d, %d) = %d, want %d", tc.rate, tc.cost, tc.limit, got, tc.want)
+			if got := e.want(tc.rate, tc.long, tc.cost, tc.limit); got != tc.want {
+				t.Errorf("want(%d, %d, %d, %d) = %d, want %d", tc.rate, tc.long, tc.cost, tc.limit, got, tc.want)
 			}
 		})
 	}
@@ -192,16 +243,16 @@ func TestTheRateEstimateCountsTheLastSecond(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	var r int64
 	for i := range 100 {
-		r = e.hit(now.Add(time.Duration(i) * 10 * time.Millisecond))
+		r, _ = e.hit(now.Add(time.Duration(i) * 10 * time.Millisecond))
 	}
 	if r != 100 {
 		t.Fatalf("after 100 requests in a second the rate is %d", r)
 	}
 	// Half a second on, half of the last window still counts.
-	if r = e.hit(now.Add(1500 * time.Millisecond)); r < 45 || r > 55 {
+	if r, _ = e.hit(now.Add(1500 * time.Millisecond)); r < 45 || r > 55 {
 		t.Errorf("rate %d half a window later, want about 51", r)
 	}
-	if r = e.hit(now.Add(10 * time.Second)); r != 1 {
+	if r, _ = e.hit(now.Add(10 * time.Second)); r != 1 {
 		t.Errorf("rate %d after a long pause, want 1", r)
 	}
 }

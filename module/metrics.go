@@ -39,6 +39,10 @@ var (
 		Name: "licensegate_blocks_returned_total",
 		Help: "Credit blocks this gateway gave back to the counter store (idle, revoked, credits changed, config unloaded).",
 	})
+	blockCreditsStranded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "licensegate_block_credits_stranded_total",
+		Help: "Unused credits of blocks whose return failed: counted as used until the license's counters expire.",
+	})
 	blockCreditsUnused = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "licensegate_block_credits_unused",
 		Help: "Credits leased to this gateway in blocks and not yet served: what a crash would strand.",
@@ -62,7 +66,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits, voidsPending, voidsDropped,
-		blocksTaken, blocksReturned, blockCreditsUnused} {
+		blocksTaken, blocksReturned, blockCreditsUnused, blockCreditsStranded} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

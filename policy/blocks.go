@@ -19,11 +19,25 @@ type Blocks interface {
 	// A return that fails leaves those credits reserved (stranded) until
 	// the license's counters expire: never more served than granted.
 	ReturnBlock(ctx context.Context, key LicenseKey, size, unused int64) error
+	// ReturnBlocks ends several blocks as ReturnBlock does each, in one
+	// round trip where the store can (a pipeline; on a Cluster, one per
+	// node). It returns one error per return, nil for each that ran; a
+	// failed one is never retried (it may have run), so it strands its
+	// credits as a failed ReturnBlock does, and never gives them back
+	// twice.
+	ReturnBlocks(ctx context.Context, returns []BlockReturn) []error
 	// WatchCredits calls f, from one goroutine, with each license whose
 	// credits a top up or reset (AdjustCredits, on any gateway) changed,
 	// so that the caller drops its block and takes a fresh one. stop ends
 	// the watch.
 	WatchCredits(f func(LicenseKey)) (stop func())
+}
+
+// BlockReturn is one block's end (see Blocks.ReturnBlock): Size credits
+// were reserved under Key, and Unused of them were not served.
+type BlockReturn struct {
+	Key          LicenseKey
+	Size, Unused int64
 }
 
 // BlockFactor is how many times all credits leased in blocks (the new

@@ -56,6 +56,64 @@ func (s *Store) ReturnBlock(ctx context.Context, key policy.LicenseKey, size, un
 	return nil
 }
 
+// ReturnBlocks implements policy.Blocks: every return's returnBlockLua in
+// one pipeline (go-redis splits it per node on a Cluster), EVALSHA first
+// and EVAL again for those Redis answered NOSCRIPT (which did not run).
+// Like ReturnBlock it never retries a return that may have run: each
+// command is an onceCmd, and go-redis retries no pipeline holding one.
+// A return outside its bounds fails alone with ErrBlockReturn.
+func (s *Store) ReturnBlocks(ctx context.Context, returns []policy.BlockReturn) []error {
+	errs := make([]error, len(returns))
+	if err := ctx.Err(); err != nil {
+		for i := range errs {
+			errs[i] = storeErr("return blocks", fmt.Errorf("%w: %w", errContextDone, err))
+		}
+		return errs
+	}
+	cmds := make([]onceCmd, len(returns))
+	keys := make([][]string, len(returns))
+	var send []int
+	for i, r := range returns {
+		if r.Unused < 0 || r.Size < r.Unused || r.Size > policy.MaxBlock {
+			errs[i] = fmt.Errorf("%w: size %d, unused %d", ErrBlockReturn, r.Size, r.Unused)
+			continue
+		}
+		if r.Size == 0 {
+			continue
+		}
+		k := s.keys(r.Key)
+		keys[i] = []string{k[0], k[6]}
+		send = append(send, i)
+	}
+	run := func(name, script string, which []int) {
+		pipe := s.client.Pipeline()
+		for _, i := range which {
+			cmds[i] = onceCmd{redis.NewCmd(ctx, evalArgs(name, script, keys[i], []any{returns[i].Size, returns[i].Unused})...)}
+			_ = pipe.Process(ctx, cmds[i])
+		}
+		_, _ = pipe.Exec(ctx)
+	}
+	if len(send) == 0 {
+		return errs
+	}
+	run("evalsha", returnScript.Hash(), send)
+	var again []int
+	for _, i := range send {
+		if err := cmds[i].Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) > 0 {
+		run("eval", returnBlockLua, again)
+	}
+	for _, i := range send {
+		if err := cmds[i].Err(); err != nil {
+			errs[i] = storeErr("return block", err)
+		}
+	}
+	return errs
+}
+
 // creditsWord starts a credits-changed message on the revocation channel:
 // "credits <issuer length> <issuer><key>". The license travels whole (a
 // tag would not tell a gateway which of its blocks it names), its issuer
