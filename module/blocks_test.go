@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -618,5 +619,52 @@ func TestARefusedBlockIsAskedSmallerThenAgainInFull(t *testing.T) {
 	}
 	if _, leased := s.counts(testLicense); leased < 100 {
 		t.Errorf("leased %d after the refusals lapsed, want a full block", leased)
+	}
+}
+
+func TestIdleBlocksGoBackInOnePipelinePerSweepAndAFailedReturnStrandsItsBlockOnce(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	const licenses = 50
+	key := func(i int) policy.LicenseKey { return policy.LicenseKey{Issuer: "https://iss", Key: "lic-" + strconv.Itoa(i)} }
+	failing := key(7)
+	s.failReturn = map[policy.LicenseKey]bool{failing: true}
+	served := map[policy.LicenseKey]int64{}
+	for i := range licenses {
+		a := chargeAsk{key: key(i), cost: 1, limit: 1 << 40, now: now}
+		for range 3 {
+			if ok, _, _ := request(t, tb, s, a); ok {
+				served[a.key]++
+			}
+		}
+		if _, leased := s.counts(a.key); leased == 0 {
+			t.Fatalf("license %d holds no block", i)
+		}
+	}
+	_, failedLeased := s.counts(failing)
+	strandedBefore := metricNow(blockCreditsStranded)
+	tb.sweep(now.Add(blockIdle))
+	if b, r := s.batches.Load(), s.returns.Load(); b != 1 || r != licenses-1 {
+		t.Fatalf("%d round trips returned %d blocks; want 1 returning %d", b, r, licenses-1)
+	}
+	unused := failedLeased - 1 // the block served one request of the three
+	for k, n := range served {
+		used, leased := s.counts(k)
+		switch {
+		case k == failing && (leased != failedLeased || used != n+unused):
+			t.Errorf("the failed return's license: used %d, leased %d; want its block stranded, %d", used, leased, failedLeased)
+		case k != failing && (used != n || leased != 0):
+			t.Errorf("%s: used %d, leased %d; want %d and 0", k.Key, used, leased, n)
+		}
+	}
+	if got := metricNow(blockCreditsStranded) - strandedBefore; got != float64(unused) {
+		t.Errorf("licensegate_block_credits_stranded_total rose by %v, want %d", got, unused)
+	}
+	// Never sent again: it may have run.
+	tb.sweep(now.Add(2 * blockIdle))
+	tb.close(time.Second)
+	if b, r := s.batches.Load(), s.returns.Load(); b != 1 || r != licenses-1 {
+		t.Errorf("after another sweep and close: %d round trips, %d returns; want the failed one not retried", b, r)
 	}
 }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -201,6 +202,28 @@ var blockConformance = []struct {
 			f.granted(0, block(1, 100, 9, 0), policy.Allowed, used, 0)
 		}
 		f.granted(0, block(1, 100, 9, 0), policy.CreditsExhausted, 100, 0)
+	}},
+	{"ReturnBlocks ends several licenses' blocks in one call, a return out of bounds alone refused", func(f *fixture) {
+		// Three licenses (on a Cluster, most likely on several nodes).
+		keys := []policy.LicenseKey{f.key, {Issuer: f.key.Issuer + "/b", Key: f.key.Key}, {Issuer: f.key.Issuer + "/c", Key: f.key.Key}}
+		for _, k := range keys {
+			g := *f
+			g.key = k
+			g.granted(0, block(1, 10000, 100, 0), policy.Allowed, 101, 100)
+		}
+		errs := f.blocks().ReturnBlocks(context.Background(), []policy.BlockReturn{
+			{Key: keys[0], Size: 100, Unused: 40},
+			{Key: keys[1], Size: 100, Unused: 101},
+			{Key: keys[2], Size: 100, Unused: 0},
+		})
+		if len(errs) != 3 || errs[0] != nil || !errors.Is(errs[1], ErrBlockReturn) || errs[2] != nil {
+			f.t.Fatalf("ReturnBlocks = %v; want nil, ErrBlockReturn, nil", errs)
+		}
+		for i, want := range [][3]int64{{61, 0, 9939}, {1, 100, 9899}, {101, 0, 9899}} {
+			g := *f
+			g.key = keys[i]
+			g.held(0, want[0], want[1], want[2])
+		}
 	}},
 	{"leased credits are forgotten with the license's counters", func(f *fixture) {
 		c := block(1, 1000, 50, 0)

@@ -401,3 +401,60 @@ func TestDurabilityCoversBlocks(t *testing.T) {
 		t.Fatalf("the replica holds used %q, leased %q after the void; want 101 and no leased key", used, leased)
 	}
 }
+
+func TestReturnBlocksRunsEachReturnOnceAndAFailedOneStrandsItsBlock(t *testing.T) {
+	srv := testredis.Start(t)
+	s := newStore(t, Options{Addresses: []string{srv.Addr()}, Timeout: 5 * time.Second})
+	raw := rawClient(t, srv.Addr())
+	ctx := context.Background()
+	now := time.Now()
+	keys := []policy.LicenseKey{lk("batch-a"), lk("batch-b"), lk("batch-c")}
+	for _, k := range keys {
+		r, err := s.Charge(ctx, &policy.Charge{Key: k, Cost: 1, Limit: 10000, Block: 100, Now: now, Expires: now.Add(time.Hour)})
+		if err != nil || r.Block != 100 {
+			t.Fatalf("Charge = %+v, %v; want a block of 100", r, err)
+		}
+	}
+	// b's used key is of the wrong type: its script fails before it
+	// changes anything. And the scripts are flushed, so the batch goes
+	// through NOSCRIPT and is sent again with EVAL.
+	kb := s.keys(keys[1])
+	raw.Del(ctx, kb[0])
+	raw.RPush(ctx, kb[0], "x")
+	if err := raw.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs := s.ReturnBlocks(ctx, []policy.BlockReturn{
+		{Key: keys[0], Size: 100, Unused: 30},
+		{Key: keys[1], Size: 100, Unused: 30},
+		{Key: keys[2], Size: 100, Unused: 30},
+	})
+	if len(errs) != 3 || errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], policy.ErrStore) {
+		t.Fatalf("ReturnBlocks = %v; want only b's to fail, as a store error", errs)
+	}
+	for i, want := range []struct{ used, leased int64 }{{71, 0}, {-1, 100}, {71, 0}} {
+		k := s.keys(keys[i])
+		leased, _ := raw.Get(ctx, k[6]).Int64()
+		if leased != want.leased {
+			t.Errorf("%s: leased %d, want %d", keys[i].Key, leased, want.leased)
+		}
+		if want.used < 0 {
+			continue
+		}
+		// Once each: after NOSCRIPT the return ran by EVAL, not twice.
+		if used, _ := raw.Get(ctx, k[0]).Int64(); used != want.used {
+			t.Errorf("%s: used %d, want %d", keys[i].Key, used, want.used)
+		}
+	}
+	t.Run("a context already done sends nothing", func(t *testing.T) {
+		done, cancel := context.WithCancel(ctx)
+		cancel()
+		errs := s.ReturnBlocks(done, []policy.BlockReturn{{Key: keys[0], Size: 1, Unused: 1}})
+		if len(errs) != 1 || !errors.Is(errs[0], policy.ErrNotSent) {
+			t.Fatalf("ReturnBlocks = %v, want not sent", errs)
+		}
+		if used, _ := raw.Get(ctx, s.keys(keys[0])[0]).Int64(); used != 71 {
+			t.Errorf("used %d, want 71", used)
+		}
+	})
+}
