@@ -26,8 +26,8 @@ type blockStore struct {
 	fail    error        // Charge fails with it, counting nothing
 	// failReturn: the returns of these licenses fail, changing nothing.
 	failReturn map[policy.LicenseKey]bool
-	undos   []policy.Undo
-	watch   func(policy.LicenseKey)
+	undos      []policy.Undo
+	watch      func(policy.LicenseKey)
 }
 
 func newBlockStore() *blockStore {
@@ -627,7 +627,9 @@ func TestIdleBlocksGoBackInOnePipelinePerSweepAndAFailedReturnStrandsItsBlockOnc
 	tb := newTestTable(s)
 	now := time.Unix(1_000_000, 0)
 	const licenses = 50
-	key := func(i int) policy.LicenseKey { return policy.LicenseKey{Issuer: "https://iss", Key: "lic-" + strconv.Itoa(i)} }
+	key := func(i int) policy.LicenseKey {
+		return policy.LicenseKey{Issuer: "https://iss", Key: "lic-" + strconv.Itoa(i)}
+	}
 	failing := key(7)
 	s.failReturn = map[policy.LicenseKey]bool{failing: true}
 	served := map[policy.LicenseKey]int64{}
