@@ -5,6 +5,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -186,6 +187,51 @@ func TestQuietLicensesMakeFewStoreRoundTrips(t *testing.T) {
 					t.Fatalf("%s: served %d; the store holds used %d, leased %d", k.Key, served[i], u.Used, u.Leased)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkBlockTableSweep is one sweep of a table of many licenses, each
+// holding a block not yet idle (the sweeper's steady cost every
+// blockSweepEvery), and reports the table's heap per license.
+func BenchmarkBlockTableSweep(b *testing.B) {
+	for _, n := range []int{10000, DefaultBlockTable} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			s := newBlockStore()
+			keys := make([]policy.LicenseKey, n)
+			for i := range keys {
+				keys[i] = policy.LicenseKey{Issuer: "https://iss", Key: "pool-" + strconv.Itoa(i)}
+				s.used[keys[i]], s.leased[keys[i]] = 0, 0
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			tb := newTestTable(s)
+			tb.startOnce.Do(func() {})
+			now := time.Unix(1_000_000, 0)
+			for _, k := range keys {
+				a := chargeAsk{key: k, cost: 1, limit: 1 << 40, now: now}
+				for range 3 {
+					p := tb.begin(&a)
+					if !p.served {
+						res, err := s.Charge(context.Background(), &policy.Charge{Key: a.key, Cost: 1, Limit: a.limit, Block: p.ask, EndBlock: p.end})
+						tb.finish(&a, p, res, err, true)
+					}
+				}
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			perLicense := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+			b.ResetTimer()
+			for range b.N {
+				tb.sweep(now.Add(blockIdle / 2))
+			}
+			b.StopTimer()
+			b.ReportMetric(perLicense, "B/license")
+			if s.returns.Load() != 0 {
+				b.Fatal("a block went back")
+			}
+			tb.close(time.Second)
 		})
 	}
 }
