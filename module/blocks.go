@@ -494,10 +494,11 @@ func (t *blockTable) returnLater(key policy.LicenseKey, r blockReturn) {
 // pieces appends r's returns to out: each of at most policy.MaxBlock
 // credits (a live block and ended ones may hold more together).
 func (r blockReturn) pieces(key policy.LicenseKey, out []policy.BlockReturn) []policy.BlockReturn {
-	for r.size > 0 {
-		size := min(r.size, policy.MaxBlock)
-		unused := min(r.unused, size)
-		r.size, r.unused = r.size-size, r.unused-unused
+	left, unusedLeft := r.size, r.unused
+	for left > 0 {
+		size := min(left, policy.MaxBlock)
+		unused := min(unusedLeft, size)
+		left, unusedLeft = left-size, unusedLeft-unused
 		out = append(out, policy.BlockReturn{Key: key, Size: size, Unused: unused})
 	}
 	return out
