@@ -133,7 +133,9 @@ func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now
 		// store answers every call, so its charges need no id to void.
 		c.Request = newRequestID()
 	}
-	undo := policy.Undo{Key: c.Key, Request: c.Request, Hardware: hardware}
+	// The undo carries the charge's time: the store may keep the
+	// charge's record under it (see policy.Undo.Charged).
+	undo := policy.Undo{Key: c.Key, Request: c.Request, Charged: c.Now, Hardware: hardware}
 	if lic.HasCredits {
 		undo.Cost = c.Cost
 	}

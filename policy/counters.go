@@ -39,7 +39,9 @@ type Charge struct {
 	// Request identifies the request, unique per license (empty: none).
 	// A charge with an id is remembered for UndoWindow, so that Undo can
 	// take it back, and counts nothing when its id was undone (or
-	// charged) before. See Undo.
+	// charged) before. A store may remember it under Now: an Undo then
+	// finds it by Undo.Charged, and a second Charge with the same id
+	// counts nothing only when it carries the same Now. See Undo.
 	Request string
 	// Block asks the store to reserve, beside Cost, a block of credits
 	// that this gateway then serves in process, with no round trip (0:
@@ -56,7 +58,8 @@ type Charge struct {
 
 // UndoWindow is how long a store remembers a charged request id (and an
 // undone one) for Undo: a void or refund arriving later finds nothing to
-// give back.
+// give back. (A store may keep records a little longer: the Redis store
+// forgets them with their 100 ms bucket, by its end plus UndoWindow.)
 const UndoWindow = time.Minute
 
 // Undo takes back one request's charge, by its id. Stores apply it once
@@ -70,6 +73,13 @@ type Undo struct {
 	Key LicenseKey
 	// Request is the Charge's Request.
 	Request string
+	// Charged is the Charge's Now. A store may keep a charge's record
+	// under its time (the Redis store does, in buckets of 100 ms), so
+	// that an Undo, whenever it comes, finds the record or leaves its
+	// tombstone where the Charge looks: an Undo must carry its Charge's
+	// Now, also when it comes first. Zero means Now (for a store that
+	// ignores it, such as Memory).
+	Charged time.Time
 	// Cost is the credits the Charge charged (when it did).
 	Cost int64
 	// Hardware is the Charge's hardware id.

@@ -17,9 +17,10 @@ import (
 func (s *Store) Charge(ctx context.Context, c *policy.Charge) (policy.Result, error) {
 	now := c.Now.UnixMilli()
 	ttl := c.SessionTTL.Milliseconds()
-	v, err := s.runOnce(ctx, chargeScript, s.keys(c.Key),
+	bucket := reqBucket(now)
+	v, err := s.runOnce(ctx, chargeScript, s.keysAt(c.Key, bucket),
 		now, c.Cost, c.Limit, c.Seats, c.Hardware, ttl, now-ttl, expiresMs(c.Expires),
-		c.Request, reqScore(c.Now.Add(-policy.UndoWindow)), reqScore(c.Now), max(c.Block, 0), max(c.EndBlock, 0))
+		c.Request, reqForget(bucket), max(c.Block, 0), max(c.EndBlock, 0))
 	if err != nil {
 		return policy.Result{}, storeErr("charge", err)
 	}
@@ -66,9 +67,16 @@ func (s *Store) Refund(ctx context.Context, key policy.LicenseKey, cost int64) e
 }
 
 // Undo implements policy.Counters in one round trip (see undoLua). It is
-// idempotent, so a caller may send it again until it is answered.
+// idempotent, so a caller may send it again until it is answered. It
+// looks for the charge's record in the time bucket of u.Charged (u.Now
+// when zero), where the charge wrote it or will look for a tombstone.
 func (s *Store) Undo(ctx context.Context, u *policy.Undo) error {
-	k := s.keys(u.Key)
+	charged := u.Charged
+	if charged.IsZero() {
+		charged = u.Now
+	}
+	bucket := reqBucket(charged.UnixMilli())
+	k := s.keysAt(u.Key, bucket)
 	seat := 0
 	if u.Seat {
 		seat = 1
@@ -77,9 +85,13 @@ func (s *Store) Undo(ctx context.Context, u *policy.Undo) error {
 	if u.Ran {
 		block = 0 // a refund never touches blocks
 	}
-	_, err := s.runOnce(ctx, undoScript, []string{k[0], k[1], k[5], k[6]},
-		u.Request, u.Cost, u.Hardware, seat, reqScore(u.Now), reqScore(u.Now.Add(-policy.UndoWindow)),
-		u.Now.Add(policy.UndoWindow).UnixMilli(), boolArg(u.Ran), block)
+	// By the caller's clock, the bucket's records are forgotten from
+	// reqForget on (Redis forgets them by its own clock anyway); a
+	// tombstone written then lives UndoWindow from now.
+	now, forget := u.Now.UnixMilli(), reqForget(bucket)
+	_, err := s.runOnce(ctx, undoScript, []string{k[0], k[1], k[reqIndex], k[6]},
+		u.Request, u.Cost, u.Hardware, seat, charged.UnixMilli(),
+		max(forget, now+policy.UndoWindow.Milliseconds()), boolArg(u.Ran), block, boolArg(now >= forget))
 	if err != nil {
 		return storeErr("undo", err)
 	}
@@ -94,16 +106,26 @@ func boolArg(b bool) int {
 	return 0
 }
 
-// reqScore is t's score in a license's req set: 8 × unix ms, leaving the
-// three low bits for flags (exact in a double until the year 30000).
-//
-// Before credit blocks the score was 4 × unix ms. A gateway of that
-// version sharing Redis with this one (a rolling upgrade) scores its
-// records so low that this version's charges forget them at once: for
-// the upgrade's minute (policy.UndoWindow), a void of the old gateway's
-// may not stop its timed-out charge from counting.
-func reqScore(t time.Time) int64 {
-	return 8 * t.UnixMilli()
+// reqBucketMs is the width of a req bucket in ms. Each charge with a
+// request id writes its record to the bucket of its own time
+// (req:<bucket>, a hash: request id -> flags), which expires once, when
+// its last record has had its policy.UndoWindow: no trimming per charge.
+// 100 ms keeps a bucket a compact listpack (Redis's
+// hash-max-listpack-entries, 128) up to about 1,280 charges per second
+// of one license, while the key's own cost (about 80 bytes) is shared by
+// the records of 100 ms; see BenchmarkChargeRequestID for the figures.
+const reqBucketMs = 100
+
+// reqBucket is the req bucket of a charge at unix ms ms (times before
+// 1970 share bucket 0).
+func reqBucket(ms int64) int64 {
+	return max(ms, 0) / reqBucketMs
+}
+
+// reqForget is the unix ms at which bucket's records are forgotten: the
+// end of the bucket plus policy.UndoWindow.
+func reqForget(bucket int64) int64 {
+	return (bucket+1)*reqBucketMs + policy.UndoWindow.Milliseconds()
 }
 
 // Revoke implements policy.Counters. The revocation key holds its end in

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 
 	"github.com/licensegate/licensegate/policy"
@@ -51,15 +52,35 @@ func (s *Store) writeBase(b *strings.Builder, k policy.LicenseKey, extra int) {
 }
 
 // keySuffixes end license keys: used, seats, revoked, seats_ttl, limit,
-// req and leased, in the order the scripts take them.
+// req and leased, in the order the scripts take them. The req key a
+// charge or undo takes is one time bucket's, req:<bucket> (see
+// reqBucket); the bare req key, given to the scripts that do not use it,
+// is never written. (Versions before the buckets kept every request id
+// of a license in that bare req key, a sorted set: those keys are no
+// longer read and expire as they were set to, see README.md.)
 var keySuffixes = [...]string{"used", "seats", "revoked", "seats_ttl", "limit", "req", "leased"}
 
-// keys returns license k's keys (see keySuffixes). They are cut from one
-// string, so a charge allocates two objects for its keys rather than one
-// per key.
+// reqIndex is the req key's index in keySuffixes.
+const reqIndex = 5
+
+// keys returns license k's keys (see keySuffixes), the req key bare. They
+// are cut from one string, so a charge allocates two objects for its keys
+// rather than one per key.
 func (s *Store) keys(k policy.LicenseKey) []string {
+	return s.keysAt(k, -1)
+}
+
+// keysAt returns license k's keys as keys does, the req key that of the
+// time bucket bucket (req:<bucket>), or bare for a negative bucket. It
+// allocates as keys does: the bucket's digits go into the same string.
+func (s *Store) keysAt(k policy.LicenseKey, bucket int64) []string {
+	var digits [24]byte
+	var req []byte
+	if bucket >= 0 {
+		req = strconv.AppendInt(append(digits[:0], ':'), bucket, 10)
+	}
 	baseLen := len(s.prefix) + TagLen + 3
-	extra := 0
+	extra := len(req)
 	for _, suffix := range keySuffixes {
 		extra += baseLen + len(suffix)
 	}
@@ -71,12 +92,18 @@ func (s *Store) keys(k policy.LicenseKey) []string {
 			b.WriteString(base)
 		}
 		b.WriteString(suffix)
+		if i == reqIndex {
+			b.Write(req)
+		}
 	}
 	all := b.String()
 	out := make([]string, len(keySuffixes))
 	at := 0
 	for i, suffix := range keySuffixes {
 		n := baseLen + len(suffix)
+		if i == reqIndex {
+			n += len(req)
+		}
 		out[i] = all[at : at+n]
 		at += n
 	}

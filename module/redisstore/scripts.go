@@ -16,10 +16,12 @@ import (
 // the revocation's end in unix ms), KEYS[4] seats_ttl (string, the
 // SessionTTL in ms of the last seat taken, for Usage), KEYS[5] limit
 // (string, the credits of the last token charged, for Usage), KEYS[6] req
-// (sorted set: member a request id, score 8 × the unix ms of its charge
-// or tombstone plus flags: 1 credits charged and not given back, 2 a new
-// seat taken and not given back, 4 a block granted and not given back; see
-// policy.Undo), KEYS[7] leased (string, the credits reserved in gateways'
+// (hash, one per license and 100 ms of charges' time, see reqBucket: field
+// a request id, value its flags: 1 credits charged and not given back, 2
+// a new seat taken and not given back, 4 a block granted and not given
+// back; 0 a tombstone or a record whose flags were given back, -1 a
+// tombstone left after the record was forgotten; see policy.Undo. It
+// expires once, at the bucket's end plus policy.UndoWindow), KEYS[7] leased (string, the credits reserved in gateways'
 // blocks and not yet returned, see policy.Blocks; it exists only while a
 // block is out, and expires with the used key). Times come from the
 // caller (Go), never from Redis's TIME, so a gateway's clock (or a
@@ -60,15 +62,19 @@ end
 //
 // ARGV: 1 now ms, 2 cost, 3 limit (-1: no credits), 4 seats (0: no limit),
 // 5 hardware id, 6 session ttl ms, 7 seat cutoff ms (now - ttl),
-// 8 expires ms (0: never), 9 request id (”: none), 10 the req score
-// below which ids are forgotten (8 × (now - policy.UndoWindow)), 11 the
-// req score of now (8 × now), 12 the block asked (0: none), 13 the size of
-// a block that ends (0: none).
+// 8 expires ms (0: never), 9 request id (”: none), 10 the ms at which
+// the req bucket is forgotten (its end plus policy.UndoWindow), 11 the
+// block asked (0: none), 12 the size of a block that ends (0: none).
 //
-// The ending block (ARGV[13]) leaves leased first, whatever the outcome:
+// A request id costs one HEXISTS, and, for a charge that counted, one
+// HSET and a PEXPIREAT NX (which sets the bucket's expiry when the
+// charge created it and does nothing after): no trimming, as a bucket
+// expires whole.
+//
+// The ending block (ARGV[12]) leaves leased first, whatever the outcome:
 // the gateway served all of it, and learns nothing of this charge when it
 // times out. Then, after an allowed charge with a limit, a block of
-// ARGV[12] credits is granted when policy.BlockGrantable says so (stated
+// ARGV[11] credits is granted when policy.BlockGrantable says so (stated
 // again below): used and leased both grow by it, and the request's record
 // gets flag 4, so that a void gives it back.
 //
@@ -100,14 +106,13 @@ local function extend(k)
   end
 end
 
-if ARGV[13] ~= '0' then
-  unlease(KEYS[7], ARGV[13])
+if ARGV[12] ~= '0' then
+  unlease(KEYS[7], ARGV[12])
 end
 
 local req = ARGV[9]
 if req ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[10])
-  if redis.call('ZSCORE', KEYS[6], req) then
+  if redis.call('HEXISTS', KEYS[6], req) == 1 then
     lapse(KEYS[1])
     return {4, redis.call('GET', KEYS[1]) or '0', 0, 0}
   end
@@ -145,19 +150,19 @@ if limit >= 0 then
     flags = flags + 1
   end
   redis.call('INCRBY', KEYS[1], ARGV[2])
-  if ARGV[12] ~= '0' then
+  if ARGV[11] ~= '0' then
     -- policy.BlockGrantable(left, leased, want), left counting this
     -- charge: after the grant, 10 (policy.BlockFactor) times all
     -- credits leased, the new block's included, must stay unreserved;
     -- a block is at most 2^32 (policy.MaxBlock).
-    local want = tonumber(ARGV[12])
+    local want = tonumber(ARGV[11])
     lapse(KEYS[7])
     local leased = tonumber(redis.call('GET', KEYS[7]) or '0')
     local after = limit - tonumber(used) - tonumber(ARGV[2]) - want
     if want > 0 and want <= 4294967296 and leased >= 0 and after >= 0
         and math.floor(after / 10) >= leased + want then
-      redis.call('INCRBY', KEYS[1], ARGV[12])
-      redis.call('INCRBY', KEYS[7], ARGV[12])
+      redis.call('INCRBY', KEYS[1], ARGV[11])
+      redis.call('INCRBY', KEYS[7], ARGV[11])
       extend(KEYS[7])
       granted = want
       flags = flags + 4
@@ -177,59 +182,68 @@ if seats > 0 then
 end
 
 if req ~= '' and flags > 0 then
-  redis.call('ZADD', KEYS[6], tonumber(ARGV[11]) + flags, req)
-  extend(KEYS[6])
+  redis.call('HSET', KEYS[6], req, flags)
+  redis.call('PEXPIREAT', KEYS[6], ARGV[10], 'NX')
 end
 return {0, used, 0, granted}
 `
 
-// undoLua is the whole of a policy.Undo. KEYS: used, seats, req, leased
-// (as for chargeLua).
+// undoLua is the whole of a policy.Undo. KEYS: used, seats, req (the
+// bucket of the charge's time), leased (as for chargeLua).
 //
 // ARGV: 1 request id, 2 cost, 3 hardware id, 4 '1' to give back a new
-// seat too, 5 the req score of now (8 × now ms), 6 the req score below
-// which ids are forgotten, 7 the ms until which a tombstone must live
-// (now + policy.UndoWindow), 8 '1' when the charge is known to have run
-// (a refund: with its record gone, the credits are given back anyway),
-// 9 the block the charge asked (0: none).
+// seat too, 5 the charge's unix ms (policy.Undo.Charged), 6 the ms until
+// which the req bucket must live when a tombstone is written (its end
+// plus policy.UndoWindow, and at least now plus policy.UndoWindow), 7 '1'
+// when the charge is known to have run (a refund: with its record gone,
+// the credits are given back anyway), 8 the block the charge asked (0:
+// none), 9 '1' when the bucket's records are forgotten by the caller's
+// clock (now at or after the bucket's end plus policy.UndoWindow).
 //
-// A request id not seen is left as a tombstone (flags 0), so its charge
-// counts nothing should it come later. One seen gives back what its flags
+// A request id not seen (or whose charge's record is forgotten) is left
+// as a tombstone (flags 0, or -1 when forgotten: a tombstone that a later
+// undo still finds), so its charge counts nothing should it come later,
+// and a second refund gives nothing. One seen gives back what its flags
 // still hold: the credits (when the counter still exists); for a void
-// (not ARGV[8]) the block it was granted too, to used and to leased; and,
-// with ARGV[4], the seat if it is still held since that very charge (same
-// score). A refund keeps the block: the gateway that asked got it. Either
-// way the flags are cleared (but a seat kept), so nothing is given back
-// twice. Returns 1 when a charge was taken back, 0 otherwise.
+// (not ARGV[7]) the block it was granted too, to used and to leased; and,
+// with ARGV[4], the seat if it is still held since that very charge (its
+// score the charge's ms). A refund keeps the block: the gateway that
+// asked got it. Either way the flags are cleared (but a seat kept), so
+// nothing is given back twice. Returns 1 when a charge was taken back, 0
+// otherwise.
 const undoLua = unleaseLua + `
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[6])
-local s = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if not s then
-  if ARGV[8] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+local f = redis.call('HGET', KEYS[3], ARGV[1])
+if f and ARGV[9] == '1' and f ~= '-1' then
+  f = nil
+end
+if not f then
+  if ARGV[7] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('DECRBY', KEYS[1], ARGV[2])
   end
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+  local tomb = 0
+  if ARGV[9] == '1' then
+    tomb = -1
+  end
+  redis.call('HSET', KEYS[3], ARGV[1], tomb)
   local at = redis.call('PEXPIRETIME', KEYS[3])
-  if at < 0 or at < tonumber(ARGV[7]) then
-    redis.call('PEXPIREAT', KEYS[3], ARGV[7])
+  if at < 0 or at < tonumber(ARGV[6]) then
+    redis.call('PEXPIREAT', KEYS[3], ARGV[6])
   end
   return 0
 end
-local score = tonumber(s)
-local flags = score % 8
-local base = score - flags
-if flags == 0 then
+local flags = tonumber(f)
+if flags <= 0 then
   return 0
 end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if flags % 2 == 1 and exists then
   redis.call('DECRBY', KEYS[1], ARGV[2])
 end
-if flags >= 4 and ARGV[8] ~= '1' and ARGV[9] ~= '0' then
+if flags >= 4 and ARGV[7] ~= '1' and ARGV[8] ~= '0' then
   if exists then
-    redis.call('DECRBY', KEYS[1], ARGV[9])
+    redis.call('DECRBY', KEYS[1], ARGV[8])
   end
-  unlease(KEYS[4], ARGV[9])
+  unlease(KEYS[4], ARGV[8])
 end
 local keep = 0
 if flags % 4 >= 2 then
@@ -237,12 +251,12 @@ if flags % 4 >= 2 then
   if ARGV[4] == '1' then
     keep = 0
     local seen = redis.call('ZSCORE', KEYS[2], ARGV[3])
-    if seen and tonumber(seen) * 8 == base then
+    if seen and tonumber(seen) == tonumber(ARGV[5]) then
       redis.call('ZREM', KEYS[2], ARGV[3])
     end
   end
 end
-redis.call('ZADD', KEYS[3], base + keep, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], keep)
 return 1
 `
 
