@@ -142,10 +142,10 @@ var blockConformance = []struct {
 			f.undo(time.Second, policy.Undo{Request: "r1", Cost: 2, Block: 40})
 		}
 		f.held(time.Second, 1, 0, 999)
-		f.granted(2*time.Second, req("r1", block(2, 1000, 40, 0)), policy.Duplicate, 1, 0)
+		f.granted(0, req("r1", block(2, 1000, 40, 0)), policy.Duplicate, 1, 0)
 	}},
 	{"a void before the charge leaves nothing granted", func(f *fixture) {
-		f.undo(0, policy.Undo{Request: "late", Cost: 1, Block: 40})
+		f.undo(0, policy.Undo{Request: "late", Charged: f.base.Add(time.Second), Cost: 1, Block: 40})
 		f.granted(time.Second, req("late", block(1, 1000, 40, 0)), policy.Duplicate, 0, 0)
 		f.undo(2*time.Second, policy.Undo{Request: "late", Cost: 1, Block: 40})
 		f.held(2*time.Second, 0, 0, 0)

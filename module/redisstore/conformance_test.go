@@ -21,6 +21,10 @@ type fixture struct {
 	key     policy.LicenseKey
 	base    time.Time // the case's "now"; offsets are from here
 	expires time.Time // default Charge.Expires
+	// charged is the time of each request id's first charge, which undo
+	// gives as Undo.Charged when the case gives none (as the gate does:
+	// a void or refund carries its charge's time).
+	charged map[string]time.Time
 }
 
 // charge runs c at base+at, filling in the key and, when zero, Expires.
@@ -30,6 +34,12 @@ func (f *fixture) charge(at time.Duration, c policy.Charge) policy.Result {
 	c.Now = f.base.Add(at)
 	if c.Expires.IsZero() {
 		c.Expires = f.expires
+	}
+	if _, seen := f.charged[c.Request]; c.Request != "" && !seen {
+		if f.charged == nil {
+			f.charged = map[string]time.Time{}
+		}
+		f.charged[c.Request] = c.Now
 	}
 	r, err := f.s.Charge(context.Background(), &c)
 	if err != nil {
@@ -58,10 +68,14 @@ func (f *fixture) usage(at time.Duration) policy.Usage {
 	return u
 }
 
-// undo runs u at base+at for the fixture's key.
+// undo runs u at base+at for the fixture's key, Charged (when not given)
+// the time of u.Request's first charge, if any.
 func (f *fixture) undo(at time.Duration, u policy.Undo) {
 	f.t.Helper()
 	u.Key, u.Now = f.key, f.base.Add(at)
+	if u.Charged.IsZero() {
+		u.Charged = f.charged[u.Request]
+	}
 	if err := f.s.Undo(context.Background(), &u); err != nil {
 		f.t.Fatalf("Undo(%+v): %v", u, err)
 	}
@@ -438,12 +452,13 @@ var conformance = []struct {
 		if u := f.usage(time.Second); u.Used != 2 {
 			f.t.Fatalf("Usage.Used = %d after undoing r1 twice, want 2", u.Used)
 		}
-		// The same id again counts nothing.
-		f.want(2*time.Second, req("r1", credits(2, 5)), policy.Duplicate, 2)
+		// The same charge again (the same id at its time) counts nothing.
+		f.want(0, req("r1", credits(2, 5)), policy.Duplicate, 2)
 		f.want(2*time.Second, req("r3", credits(3, 5)), policy.Allowed, 5)
 	}},
 	{"an undo before the charge makes it count nothing", func(f *fixture) {
-		f.undo(0, policy.Undo{Request: "late", Cost: 1, Hardware: "a", Seat: true})
+		// The void carries the charge's time, as the gate's do.
+		f.undo(0, policy.Undo{Request: "late", Charged: f.base.Add(time.Second), Cost: 1, Hardware: "a", Seat: true})
 		f.want(time.Second, req("late", policy.Charge{Cost: 1, Limit: 5, Seats: 1, Hardware: "a", SessionTTL: ttl}), policy.Duplicate, 0)
 		if u := f.usage(time.Second); u.Used != 0 || u.Seats != 0 {
 			f.t.Fatalf("Usage = %+v after a voided charge, want nothing", u)
@@ -485,7 +500,9 @@ var conformance = []struct {
 		// An undo past the window finds nothing to give back.
 		f.undo(w+time.Second, policy.Undo{Request: "r1", Cost: 1})
 		f.want(w+time.Second, req("gone", credits(1, 5)), policy.Allowed, 2)
-		f.want(w+time.Second, req("r1", credits(1, 5)), policy.Duplicate, 2)
+		// It leaves a tombstone, though: the charge, should it come
+		// again, counts nothing.
+		f.want(0, req("r1", credits(1, 5)), policy.Duplicate, 2)
 	}},
 	{"a refund after UndoWindow still gives the credits back, once", func(f *fixture) {
 		w := policy.UndoWindow
