@@ -3,8 +3,10 @@ package redisstore
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/licensegate/licensegate/policy"
 )
@@ -29,6 +31,17 @@ func TestKeysAreTheBaseAndTheirSuffix(t *testing.T) {
 				t.Errorf("key %d = %q, want %q", i, keys[i], want)
 			}
 		}
+		for _, bucket := range []int64{0, 17649216000, 1<<63 - 1} {
+			at := s.keysAt(k, bucket)
+			for i, suffix := range keySuffixes {
+				if i == reqIndex {
+					suffix += ":" + strconv.FormatInt(bucket, 10)
+				}
+				if want := "lg:{" + Tag(k) + "}:" + suffix; at[i] != want {
+					t.Errorf("keysAt(%d) key %d = %q, want %q", bucket, i, at[i], want)
+				}
+			}
+		}
 		args := evalArgs("evalsha", "hash", keys, []any{int64(1)})
 		for i := range keys {
 			if p, ok := args[3+i].(*string); !ok || *p != keys[i] {
@@ -38,10 +51,14 @@ func TestKeysAreTheBaseAndTheirSuffix(t *testing.T) {
 	}
 }
 
-func TestKeysOfAChargeTakeTwoAllocations(t *testing.T) {
+func TestKeysOfAChargeTakeTwoAllocationsWithTheirRequestBucket(t *testing.T) {
 	s := &Store{prefix: DefaultPrefix}
 	k := policy.LicenseKey{Issuer: "https://iss.example", Key: "lic-7"}
 	if n := testing.AllocsPerRun(100, func() { _ = s.keys(k) }); n > 2 {
 		t.Errorf("keys allocates %v times, want 2 (the string and the slice)", n)
+	}
+	bucket := reqBucket(time.Now().UnixMilli())
+	if n := testing.AllocsPerRun(100, func() { _ = s.keysAt(k, bucket) }); n > 2 {
+		t.Errorf("keysAt allocates %v times, want 2 (the string and the slice)", n)
 	}
 }

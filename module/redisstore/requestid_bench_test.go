@@ -15,21 +15,25 @@ import (
 )
 
 // BenchmarkChargeRequestID measures what a request id costs a charge on
-// the healthy path: the charge script then trims the license's req sorted
-// set and adds the id to it (see chargeLua). Charges with and without an
-// id alternate in rounds (ABBA, so that drift hits both alike), against
-// one real redis-server, each license in its steady state: its clock
-// advances by 1/rate a charge, so the req set holds the ids of the last
-// policy.UndoWindow, one trimmed for one added. Reported, as medians over
-// the rounds:
+// the healthy path: the charge script then looks the id up in the req
+// bucket of the charge's time and adds it there, setting the bucket's
+// expiry when the charge created it (see chargeLua and reqBucket).
+// Charges with and without an id alternate in rounds (ABBA, so that drift
+// hits both alike), against one real redis-server, each license in its
+// steady state: its clock advances by 1/rate a charge, so its live
+// buckets hold the ids of the last policy.UndoWindow. Reported, as
+// medians over the rounds:
 //
 //   - redis-µs/charge: Redis's own time in the script (INFO commandstats,
 //     usec per EVALSHA), and cpu-µs/charge: the whole redis-server
 //     process's CPU (INFO's used_cpu_user + used_cpu_sys) per charge;
 //   - ns/charge and allocs/charge on the Go side (one charge at a time,
 //     so ns/charge is mostly the round trip);
-//   - B/license: MEMORY USAGE of the license's keys once the req set is
-//     steady (ids of UndoWindow at that rate; without ids, no req set).
+//   - B/license: MEMORY USAGE of the license's keys once its buckets are
+//     steady: the buckets live by the license's clock (the ids of
+//     UndoWindow at that rate; without ids, none). Redis's clock lags the
+//     license's here, so older buckets still exist; in production they
+//     have expired.
 //
 // Each figure comes as <name>-noid, <name>-id and <name>-ratio (id / no
 // id). Run it with -benchtime=1x: the rounds are the repetitions.
@@ -71,7 +75,7 @@ func benchRequestID(b *testing.B, s *Store, srv *testredis.Server, rate, rounds,
 			c:      policy.Charge{Key: k, Cost: 1, Limit: policy.MaxCredits, Now: start, Expires: start.Add(24 * time.Hour)},
 			ids:    ids,
 			step:   time.Second / time.Duration(rate),
-			keys:   s.keys(k),
+			keys:   s.keys(k)[:reqIndex],
 			figure: map[string][]float64{},
 		}
 		phases[i] = p
@@ -103,7 +107,7 @@ func benchRequestID(b *testing.B, s *Store, srv *testredis.Server, rate, rounds,
 	}
 	for _, p := range phases {
 		var bytes float64
-		for _, k := range p.keys {
+		for _, k := range append(p.keys, p.buckets(s)...) {
 			out, err := srv.Do("MEMORY", "USAGE", k, "SAMPLES", "0")
 			if err != nil {
 				b.Fatal(err)
@@ -121,8 +125,26 @@ func benchRequestID(b *testing.B, s *Store, srv *testredis.Server, rate, rounds,
 		b.ReportMetric(with, strings.Replace(name, "/", "-id/", 1))
 		b.ReportMetric(with/without, strings.Replace(name, "/", "-ratio/", 1))
 	}
-	card, _ := srv.Do("ZCARD", phases[1].keys[5])
-	b.Logf("%d per s: %s ids remembered per license with ids", rate, card)
+	ids := 0
+	for _, k := range phases[1].buckets(s) {
+		n, _ := srv.Do("HLEN", k)
+		v, _ := strconv.Atoi(n)
+		ids += v
+	}
+	b.Logf("%d per s: %d ids remembered per license with ids, in buckets of %d ms", rate, ids, reqBucketMs)
+}
+
+// buckets are the req keys of the phase's license live by its clock: the
+// buckets of the last policy.UndoWindow.
+func (p *idPhase) buckets(s *Store) []string {
+	now := p.c.Now.UnixMilli()
+	var out []string
+	for b := reqBucket(now - policy.UndoWindow.Milliseconds()); b <= reqBucket(now); b++ {
+		if reqForget(b) > now {
+			out = append(out, s.keysAt(p.c.Key, b)[reqIndex])
+		}
+	}
+	return out
 }
 
 // run charges the phase's license n times, one at a time, advancing its
