@@ -18,9 +18,11 @@ func (s *Store) Charge(ctx context.Context, c *policy.Charge) (policy.Result, er
 	now := c.Now.UnixMilli()
 	ttl := c.SessionTTL.Milliseconds()
 	bucket := reqBucket(now)
+	// The hardware and request ids go in as pointers, as the keys do
+	// (see evalArgs): no allocation each.
 	v, err := s.runOnce(ctx, chargeScript, s.keysAt(c.Key, bucket),
-		now, c.Cost, c.Limit, c.Seats, c.Hardware, ttl, now-ttl, expiresMs(c.Expires),
-		c.Request, reqForget(bucket), max(c.Block, 0), max(c.EndBlock, 0))
+		now, c.Cost, c.Limit, c.Seats, &c.Hardware, ttl, now-ttl, expiresMs(c.Expires),
+		&c.Request, reqForget(bucket), max(c.Block, 0), max(c.EndBlock, 0))
 	if err != nil {
 		return policy.Result{}, storeErr("charge", err)
 	}
