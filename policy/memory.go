@@ -190,7 +190,8 @@ func (m *Memory) Refund(_ context.Context, key LicenseKey, cost int64) error {
 	return nil
 }
 
-// Undo implements Counters.
+// Undo implements Counters. Memory keeps request ids by id alone, so it
+// ignores u.Charged.
 func (m *Memory) Undo(_ context.Context, u *Undo) error {
 	s := m.shard(u.Key)
 	s.mu.Lock()

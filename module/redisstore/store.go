@@ -6,9 +6,13 @@
 // takes the seat and charges the credits atomically. All keys of one
 // license share a hash tag derived from its issuer and counting key (see
 // Tag), `<prefix>{<tag>}:used`, `…:seats`, `…:revoked`, `…:seats_ttl`,
-// `…:limit`, `…:req` and, while a credit block is out (blocks.go),
+// `…:limit`, `…:req:<bucket>` (request ids, per 100 ms of charges' time:
+// see reqBucket) and, while a credit block is out (blocks.go),
 // `…:leased`, so they live in one Cluster slot whatever the key string.
-// Counters expire with their token (PEXPIREAT at Charge.Expires).
+// Counters expire with their token (PEXPIREAT at Charge.Expires); a req
+// bucket expires a policy.UndoWindow after its end. (The bare `…:req`,
+// a sorted set of every id of the last minute, is what earlier versions
+// kept: it is no longer read, and expires as they set it.)
 //
 // The scripts use PEXPIRETIME, so Redis 7.0 or later (or Valkey) is needed.
 package redisstore
