@@ -136,6 +136,10 @@ func TestARequestBucketExpiresOnceAtItsEndPlusUndoWindow(t *testing.T) {
 	if n, _ := srv.Do("HLEN", s.keysAt(key, bucket)[reqIndex]); n != "3" {
 		t.Fatalf("the bucket holds %s ids, want 3", n)
 	}
+	// The bare req key, earlier versions' sorted set, is never written.
+	if n, _ := srv.Do("EXISTS", s.keys(key)[reqIndex]); n != "0" {
+		t.Fatalf("EXISTS %s = %s, want 0", s.keys(key)[reqIndex], n)
+	}
 	// A void past the window leaves a tombstone that lives a window from
 	// the void's time.
 	late := base.Add(2 * policy.UndoWindow)
