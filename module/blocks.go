@@ -111,11 +111,14 @@ type licenseBlock struct {
 	// sweeper returns it (ReturnBlock with nothing unused).
 	end       int64
 	endedAt   time.Time
-	reserving bool  // a charge asking a block is in flight
-	used      int64 // the last credits-used figure the store gave
-	hasUsed   bool
-	cap       int64     // halved when the store refuses a block, 0: none
-	capUntil  time.Time // when cap lapses: other gateways' blocks change
+	reserving bool // a charge asking a block is in flight
+	// used is the highest credits-used figure the store gave since the
+	// license's counts last changed outside this gateway's charges (see
+	// noteUsed), less what its returns gave back.
+	used     int64
+	hasUsed  bool
+	cap      int64     // halved when the store refuses a block, 0: none
+	capUntil time.Time // when cap lapses: other gateways' blocks change
 	// The rate estimates: over blockWindow and blockLongWindow.
 	short, long rateWindow
 	lastSeen    time.Time
@@ -335,6 +338,7 @@ func (e *licenseBlock) detach() blockReturn {
 	r := blockReturn{size: e.size + e.end, unused: e.left}
 	if e.size > 0 {
 		blockUnused.Add(-e.left)
+		e.used -= e.left // what the return gives back
 	}
 	e.size, e.left, e.end = 0, 0, 0
 	return r
@@ -359,7 +363,9 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 	}
 	defer func() {
 		if e.size > 0 {
-			used -= e.left
+			// A reply that ran before the block's grant may come after it:
+			// the table's figure is the latest (see noteUsed).
+			used = max(used, e.used) - e.left
 		}
 	}()
 	if p.ask > 0 {
@@ -379,7 +385,7 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 	}
 	switch res.Outcome {
 	case policy.Allowed:
-		e.used, e.hasUsed = res.Used, true
+		e.noteUsed(res.Used)
 		if a.seats > 0 {
 			e.confirmSeat(a.hw, a.now)
 		}
@@ -408,13 +414,30 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 			}
 		}
 	case policy.CreditsExhausted:
-		e.used, e.hasUsed = res.Used, true
+		e.noteUsed(res.Used)
 	case policy.Revoked:
 		t.returnLater(a.key, e.detach())
 	case policy.SeatsFull:
 		delete(e.seats, a.hw)
 	}
 	return used
+}
+
+// noteUsed takes in a credits-used figure from the store's reply to one
+// of this gateway's charges. Replies to concurrent charges of a license
+// come back in any order, but the store ran them one after the other and
+// its figure only grew meanwhile (the credits of this gateway's returns
+// are taken off as they are sent): the highest figure is the latest.
+// Keeping the last reply's instead would let a charge that ran before a
+// block's grant, answered after it, hide the block, and the headers
+// would show fewer credits used than were served. A change made
+// elsewhere (a top up, a reset) drops the block and the figure
+// (hasUsed), so the next reply sets it again.
+func (e *licenseBlock) noteUsed(used int64) {
+	if !e.hasUsed || used > e.used {
+		e.used = used
+	}
+	e.hasUsed = true
 }
 
 // confirmSeat notes that the store confirmed hw's seat at now; the

@@ -670,3 +670,96 @@ func TestIdleBlocksGoBackInOnePipelinePerSweepAndAFailedReturnStrandsItsBlockOnc
 		t.Errorf("after another sweep and close: %d round trips, %d returns; want the failed one not retried", b, r)
 	}
 }
+
+func TestTheCreditsUsedShownNeverFallBehindWhatWasServed(t *testing.T) {
+	// Two charges in flight at once: one asks a block, the other is
+	// charged alone. The store runs them in one order, their replies come
+	// back in either; a request then served from the block must show every
+	// credit served so far.
+	for _, tt := range []struct {
+		name            string
+		plainFirst      bool // the plain charge runs in the store before the grant
+		grantReplyFirst bool
+	}{
+		{"the plain charge runs first and its reply comes last", true, true},
+		{"the plain charge runs last and its reply comes first", false, false},
+		{"the plain charge runs first and its reply comes first", true, false},
+		{"the plain charge runs last and its reply comes last", false, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newBlockStore()
+			tb := newTestTable(s)
+			now := time.Unix(1_000_000, 0)
+			a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+			// Requests charged alone until the next one would ask a block.
+			served := int64(0)
+			for {
+				ask := a
+				plan := tb.begin(&ask)
+				if plan.served {
+					t.Fatal("served from a block before any was granted")
+				}
+				c := policy.Charge{Key: a.key, Cost: a.cost, Limit: a.limit, Block: plan.ask, EndBlock: plan.end}
+				if plan.ask > 0 {
+					// In flight with a plain charge.
+					other := a
+					otherPlan := tb.begin(&other)
+					if otherPlan.served || otherPlan.ask > 0 {
+						t.Fatalf("a second request during the reservation: %+v", otherPlan)
+					}
+					oc := policy.Charge{Key: a.key, Cost: a.cost, Limit: a.limit}
+					var grant, plain policy.Result
+					if tt.plainFirst {
+						plain, _ = s.Charge(context.Background(), &oc)
+						grant, _ = s.Charge(context.Background(), &c)
+					} else {
+						grant, _ = s.Charge(context.Background(), &c)
+						plain, _ = s.Charge(context.Background(), &oc)
+					}
+					if grant.Block == 0 {
+						t.Fatal("no block granted")
+					}
+					var shown [2]int64
+					if tt.grantReplyFirst {
+						shown[0] = tb.finish(&ask, plan, grant, nil, true)
+						shown[1] = tb.finish(&other, otherPlan, plain, nil, true)
+					} else {
+						shown[1] = tb.finish(&other, otherPlan, plain, nil, true)
+						shown[0] = tb.finish(&ask, plan, grant, nil, true)
+					}
+					// Each reply shows at least its own request; at most
+					// both, and the block when its reply is not in yet
+					// (credits in blocks count as used).
+					for i, u := range shown {
+						if u < served+1 || u > served+2+grant.Block {
+							t.Errorf("reply %d shows %d credits used, want %d to %d", i, u, served+1, served+2+grant.Block)
+						}
+					}
+					served += 2
+					break
+				}
+				res, err := s.Charge(context.Background(), &c)
+				tb.finish(&ask, plan, res, err, true)
+				served++
+			}
+			next := a
+			p := tb.begin(&next)
+			if !p.served {
+				t.Fatal("not served from the block")
+			}
+			served++
+			if p.used != served {
+				t.Errorf("the headers show %d credits used after %d served", p.used, served)
+			}
+			// An idle return gives the unused credits back: the figure
+			// stays exact after it.
+			tb.sweep(now.Add(blockIdle))
+			used, _ := s.counts(testLicense)
+			after := a
+			after.now = now.Add(blockIdle)
+			if _, _, p := request(t, tb, s, after); p.served || used != served {
+				t.Errorf("after the return the store holds %d used (want %d)", used, served)
+			}
+		})
+	}
+}
