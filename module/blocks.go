@@ -3,6 +3,7 @@ package module
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,6 +83,7 @@ type blockTable struct {
 	timeout time.Duration // per store call of the sweeper
 	now     func() time.Time
 	max     int64
+	seed    maphash.Seed // of the shards' hash
 	count   atomic.Int64
 	gens    atomic.Uint64 // the last block generation given out
 	shards  [blockShards]blockShard
@@ -108,7 +110,7 @@ type licenseBlock struct {
 	lastServe  time.Time
 	// end is a block fully served whose size the store still counts as
 	// leased: the next reservation ends it (Charge.EndBlock), or the
-	// sweeper returns it (ReturnBlock with nothing unused).
+	// sweeper returns it (a BlockReturn with nothing unused).
 	end       int64
 	endedAt   time.Time
 	reserving bool // a charge asking a block is in flight
@@ -131,7 +133,7 @@ var blockUnused atomic.Int64
 
 func newBlockTable(b policy.Blocks, view policy.RevocationView, timeout time.Duration) *blockTable {
 	t := &blockTable{blocks: b, view: view, timeout: timeout, now: time.Now, max: DefaultBlockTable,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		seed: maphash.MakeSeed(), stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range t.shards {
 		t.shards[i].m = map[policy.LicenseKey]*licenseBlock{}
 	}
@@ -162,17 +164,9 @@ func (t *blockTable) sweeper() {
 	}
 }
 
-// shard is the shard of key (FNV-1a over both strings).
+// shard is the shard of key.
 func (t *blockTable) shard(key policy.LicenseKey) *blockShard {
-	h := uint32(2166136261)
-	for i := 0; i < len(key.Issuer); i++ {
-		h = (h ^ uint32(key.Issuer[i])) * 16777619
-	}
-	h = (h ^ 0xff) * 16777619
-	for i := 0; i < len(key.Key); i++ {
-		h = (h ^ uint32(key.Key[i])) * 16777619
-	}
-	return &t.shards[h%blockShards]
+	return &t.shards[maphash.Comparable(t.seed, key)%blockShards]
 }
 
 // entry is key's state, made when add is set and the table has room;
@@ -344,7 +338,7 @@ func (e *licenseBlock) detach() blockReturn {
 	return r
 }
 
-// blockReturn is a ReturnBlock to send: the sizes of the blocks ended and
+// blockReturn is what a return must tell the store: the sizes of the blocks ended and
 // their credits not served.
 type blockReturn struct{ size, unused int64 }
 
@@ -479,25 +473,32 @@ func (t *blockTable) refund(key policy.LicenseKey, gen uint64, cost int64) bool 
 func (t *blockTable) drop(ctx context.Context, key policy.LicenseKey) {
 	s := t.shard(key)
 	s.mu.Lock()
-	var r blockReturn
-	if e := s.m[key]; e != nil {
-		r = e.detach()
-		e.hasUsed, e.cap = false, 0
-	}
+	r := s.forget(key)
 	s.mu.Unlock()
 	t.send(ctx, key, r)
 }
 
 // dropAsync returns key's block in the background (a credits change
-// another gateway made, or a revocation).
+// another gateway made, or a revocation). The return starts under the
+// shard's lock, so that close, which takes every shard's lock, waits
+// for it.
 func (t *blockTable) dropAsync(key policy.LicenseKey) {
 	s := t.shard(key)
 	s.mu.Lock()
-	if e := s.m[key]; e != nil {
-		t.returnLater(key, e.detach())
-		e.hasUsed, e.cap = false, 0
+	defer s.mu.Unlock()
+	t.returnLater(key, s.forget(key))
+}
+
+// forget ends key's blocks and forgets what the table knew of its counts
+// (they changed elsewhere), returning what the store must be told; the
+// shard's lock is held.
+func (s *blockShard) forget(key policy.LicenseKey) blockReturn {
+	e := s.m[key]
+	if e == nil {
+		return blockReturn{}
 	}
-	s.mu.Unlock()
+	e.hasUsed, e.cap = false, 0
+	return e.detach()
 }
 
 // returnLater sends r in the background.

@@ -29,12 +29,6 @@ func (c *countingRedis) Charge(ctx context.Context, ch *policy.Charge) (policy.R
 	return c.Store.Charge(ctx, ch)
 }
 
-func (c *countingRedis) ReturnBlock(ctx context.Context, key policy.LicenseKey, size, unused int64) error {
-	c.batches.Add(1)
-	c.returns.Add(1)
-	return c.Store.ReturnBlock(ctx, key, size, unused)
-}
-
 func (c *countingRedis) ReturnBlocks(ctx context.Context, rs []policy.BlockReturn) []error {
 	c.batches.Add(1)
 	c.returns.Add(int64(len(rs)))

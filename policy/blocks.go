@@ -14,17 +14,12 @@ import "context"
 // (BlockGrantable), so the last stretch of a budget is charged one request
 // at a time, exactly as without blocks.
 type Blocks interface {
-	// ReturnBlock ends a block granted under key: size credits were
-	// reserved, and unused of them were not served and are given back.
-	// A return that fails leaves those credits reserved (stranded) until
-	// the license's counters expire: never more served than granted.
-	ReturnBlock(ctx context.Context, key LicenseKey, size, unused int64) error
-	// ReturnBlocks ends several blocks as ReturnBlock does each, in one
-	// round trip where the store can (a pipeline; on a Cluster, one per
-	// node). It returns one error per return, nil for each that ran; a
-	// failed one is never retried (it may have run), so it strands its
-	// credits as a failed ReturnBlock does, and never gives them back
-	// twice.
+	// ReturnBlocks ends blocks, in one round trip where the store can (a
+	// pipeline; on a Cluster, one per node). It returns one error per
+	// return, nil for each that ran. A return that fails leaves its
+	// unused credits reserved (stranded) until the license's counters
+	// expire, never more served than granted; it is never retried (it
+	// may have run), so nothing is given back twice.
 	ReturnBlocks(ctx context.Context, returns []BlockReturn) []error
 	// WatchCredits calls f, from one goroutine, with each license whose
 	// credits a top up or reset (AdjustCredits, on any gateway) changed,
@@ -33,8 +28,9 @@ type Blocks interface {
 	WatchCredits(f func(LicenseKey)) (stop func())
 }
 
-// BlockReturn is one block's end (see Blocks.ReturnBlock): Size credits
-// were reserved under Key, and Unused of them were not served.
+// BlockReturn is one block's end (see Blocks.ReturnBlocks): Size credits
+// were reserved under Key, and Unused of them were not served and are
+// given back.
 type BlockReturn struct {
 	Key          LicenseKey
 	Size, Unused int64

@@ -52,7 +52,7 @@ type Charge struct {
 	// EndBlock ends, in the same round trip, this gateway's previous
 	// block under Key, all of it served: its size, dropped from the
 	// credits leased (0: none). A block with credits left ends by
-	// Blocks.ReturnBlock instead.
+	// Blocks.ReturnBlocks instead.
 	EndBlock int64
 }
 

@@ -39,8 +39,8 @@ return 0
 // back more than was granted would grant credits the license never had.
 var ErrBlockReturn = errors.New("redisstore: a block's return outside 0 ≤ unused ≤ size ≤ MaxBlock")
 
-// ReturnBlock implements policy.Blocks in one round trip (see
-// returnBlockLua). It is never retried: a return that may have run must
+// ReturnBlock ends one block in one round trip (see returnBlockLua), as
+// ReturnBlocks does each of its returns. It is never retried: a return that may have run must
 // not give the credits back twice; one that failed leaves them reserved.
 func (s *Store) ReturnBlock(ctx context.Context, key policy.LicenseKey, size, unused int64) error {
 	if unused < 0 || size < unused || size > policy.MaxBlock {

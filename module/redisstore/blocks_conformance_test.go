@@ -48,9 +48,14 @@ func (f *fixture) held(at time.Duration, used, leased, left int64) {
 
 func (f *fixture) returnBlock(size, unused int64) {
 	f.t.Helper()
-	if err := f.blocks().ReturnBlock(context.Background(), f.key, size, unused); err != nil {
+	if err := f.returnOne(size, unused); err != nil {
 		f.t.Fatalf("ReturnBlock(%d, %d): %v", size, unused, err)
 	}
+}
+
+// returnOne ends one block through policy.Blocks.ReturnBlocks.
+func (f *fixture) returnOne(size, unused int64) error {
+	return f.blocks().ReturnBlocks(context.Background(), []policy.BlockReturn{{Key: f.key, Size: size, Unused: unused}})[0]
 }
 
 // block is a Charge of cost against limit asking a block of want credits
@@ -128,7 +133,7 @@ var blockConformance = []struct {
 	{"a return outside 0 ≤ unused ≤ size changes nothing", func(f *fixture) {
 		f.granted(0, block(1, 1000, 50, 0), policy.Allowed, 51, 50)
 		for _, r := range [][2]int64{{50, 51}, {50, -1}, {-1, -1}, {policy.MaxBlock + 1, 0}} {
-			err := f.blocks().ReturnBlock(context.Background(), f.key, r[0], r[1])
+			err := f.returnOne(r[0], r[1])
 			if err == nil {
 				f.t.Fatalf("ReturnBlock(%d, %d) = nil, want ErrBlockReturn", r[0], r[1])
 			}
