@@ -209,7 +209,7 @@ func (g *Gate) servedFromBlock(lic *policy.License, key policy.LicenseKey, plan 
 		return chargeRefund{}
 	}
 	setCreditsInfo(info, lic, plan.used)
-	return chargeRefund{Undo: policy.Undo{Key: key, Cost: g.cost}, gen: plan.gen, fromBlock: true}
+	return chargeRefund{Undo: policy.Undo{Key: key, Cost: g.cost}, gen: plan.gen}
 }
 
 // setCreditsInfo fills info's credits fields from the credits used.
@@ -223,11 +223,10 @@ func setCreditsInfo(info *licenseInfo, lic *policy.License, used int64) {
 
 // chargeRefund is what gives a request's credits back: the store's Undo
 // of its charge, or, for a request served from a credit block, the
-// block's generation.
+// block's generation (never 0; 0 for a charge in the store).
 type chargeRefund struct {
 	policy.Undo
-	gen       uint64
-	fromBlock bool
+	gen uint64
 }
 
 // licenseKey addresses lic's counters: its issuer and counting key, so
@@ -275,7 +274,7 @@ func (g *Gate) serveWithRefund(w http.ResponseWriter, r *http.Request, next cadd
 // in the store: a fresh id makes the undo count once however often it is
 // sent).
 func (g *Gate) refundCharge(ctx context.Context, refund *chargeRefund, status int) {
-	if refund.fromBlock {
+	if refund.gen != 0 {
 		if g.blocks.refund(refund.Key, refund.gen, refund.Cost) {
 			return
 		}

@@ -125,8 +125,8 @@ func (g *Gate) provisionRedis(sc *StoreConfig) error {
 		}
 		name := redisStoreName(o)
 		rc := redisCounters{Store: s, name: name, voids: newVoidQueue(s, name, DefaultVoidQueue, o.Timeout)}
-		if b, ok := any(s).(policy.Blocks); ok && pushed {
-			rc.blocks = newBlockTable(b, s, o.Timeout)
+		if pushed {
+			rc.blocks = newBlockTable(s, s, o.Timeout)
 		}
 		return rc, nil
 	})
