@@ -39,6 +39,14 @@ const (
 	blockEntryIdle = 10 * time.Second
 	// blockSweepEvery is how often the sweeper looks for idle blocks.
 	blockSweepEvery = 250 * time.Millisecond
+	// blockRevokedEvery: every this many sweeps the sweeper also asks the
+	// revocations about the licenses holding a block (a request of a
+	// revoked license drops its block at once; this returns the blocks of
+	// revoked licenses that see no request, within about a second).
+	blockRevokedEvery = 4
+	// blockForgetEvery: each sweep looks for licenses to forget in one
+	// shard of this many, so every shard once in this many sweeps (2 s).
+	blockForgetEvery = 8
 	// blockMinRate: at this many requests per second or more at this
 	// gateway, a license asks a block of about one blockWindow of its
 	// traffic.
@@ -87,6 +95,7 @@ type blockTable struct {
 	count   atomic.Int64
 	gens    atomic.Uint64 // the last block generation given out
 	shards  [blockShards]blockShard
+	sweeps  atomic.Uint64 // sweeps begun
 
 	startOnce sync.Once
 	stopWatch func()
@@ -100,6 +109,16 @@ type blockTable struct {
 type blockShard struct {
 	mu sync.Mutex
 	m  map[policy.LicenseKey]*licenseBlock
+	// live lists the entries that hold a block or an ended one (and maybe
+	// some that no longer do, dropped by the next sweep), so that a sweep
+	// visits those, not every license the shard knows.
+	live []liveBlock
+}
+
+// liveBlock is an entry of blockShard.live.
+type liveBlock struct {
+	key policy.LicenseKey
+	e   *licenseBlock
 }
 
 // licenseBlock is one license's state at this gateway; its shard's lock
@@ -125,6 +144,7 @@ type licenseBlock struct {
 	short, long rateWindow
 	lastSeen    time.Time
 	seats       map[string]time.Time // device → when the store confirmed its seat
+	listed      bool                 // in its shard's live list
 }
 
 // blockUnused is the credits leased in blocks and not yet served at this
@@ -361,6 +381,13 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 			// the table's figure is the latest (see noteUsed).
 			used = max(used, e.used) - e.left
 		}
+		// A grant, or an ended block kept after a charge that never left
+		// (the only ways an entry comes to hold a block): the sweeper must
+		// see it.
+		if (e.size > 0 || e.end > 0) && !e.listed {
+			e.listed = true
+			s.live = append(s.live, liveBlock{a.key, e})
+		}
 	}()
 	if p.ask > 0 {
 		e.reserving = false
@@ -576,29 +603,48 @@ func (t *blockTable) returnAll(ctx context.Context, rs []policy.BlockReturn) {
 // errNoAnswer stands for the error of a return the store left unanswered.
 var errNoAnswer = errors.New("the store gave no answer for this return")
 
-// sweep returns blocks idle since blockIdle and blocks of revoked
-// licenses, and forgets licenses idle since blockEntryIdle.
+// sweep returns blocks idle since blockIdle and, every blockRevokedEvery
+// sweeps, blocks of revoked licenses; it forgets licenses idle since
+// blockEntryIdle in one shard of blockForgetEvery. Its cost grows with
+// the licenses holding a block, not with all the table knows.
 func (t *blockTable) sweep(now time.Time) {
+	n := t.sweeps.Add(1)
+	checkRevoked := n%blockRevokedEvery == 0
 	var out []policy.BlockReturn
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		for k, e := range s.m {
-			if e.reserving {
-				continue
+		kept := s.live[:0]
+		for _, lb := range s.live {
+			e := lb.e
+			if !e.reserving {
+				revoked := false
+				if checkRevoked && (e.size > 0 || e.end > 0) {
+					revoked, _ = t.view.IsRevoked(lb.key, now)
+				}
+				switch {
+				case e.size > 0 && (revoked || now.Sub(e.lastServe) >= blockIdle):
+					out = e.detach().pieces(lb.key, out)
+				case e.size == 0 && e.end > 0 && (revoked || now.Sub(e.endedAt) >= blockIdle):
+					out = e.detach().pieces(lb.key, out)
+				}
 			}
-			revoked := false
-			if e.size > 0 || e.end > 0 {
-				revoked, _ = t.view.IsRevoked(k, now)
+			// A reservation in flight may bring a block back (finish lists
+			// the entry again only when it was dropped from the list).
+			if e.size > 0 || e.end > 0 || e.reserving {
+				kept = append(kept, lb)
+			} else {
+				e.listed = false
 			}
-			switch {
-			case e.size > 0 && (revoked || now.Sub(e.lastServe) >= blockIdle):
-				out = e.detach().pieces(k, out)
-			case e.size == 0 && e.end > 0 && (revoked || now.Sub(e.endedAt) >= blockIdle):
-				out = e.detach().pieces(k, out)
-			case e.size == 0 && e.end == 0 && now.Sub(e.lastSeen) >= blockEntryIdle:
-				delete(s.m, k)
-				t.count.Add(-1)
+		}
+		clear(s.live[len(kept):])
+		s.live = kept
+		if uint64(i)%blockForgetEvery == n%blockForgetEvery {
+			for k, e := range s.m {
+				if !e.reserving && !e.listed && e.size == 0 && e.end == 0 && now.Sub(e.lastSeen) >= blockEntryIdle {
+					delete(s.m, k)
+					t.count.Add(-1)
+				}
 			}
 		}
 		s.mu.Unlock()

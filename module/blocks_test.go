@@ -309,8 +309,11 @@ func TestAnIdleBlockIsReturnedWithItsUnusedCredits(t *testing.T) {
 	if got := metricNow(blocksReturned) - before; got != 1 {
 		t.Errorf("licensegate_blocks_returned_total rose by %v, want 1", got)
 	}
-	// Forgotten once idle long enough, so the table stays bounded.
-	tb.sweep(now.Add(blockEntryIdle))
+	// Forgotten once idle long enough, so the table stays bounded: each
+	// sweep looks at one shard of blockForgetEvery.
+	for range blockForgetEvery {
+		tb.sweep(now.Add(blockEntryIdle))
+	}
 	if n := tb.count.Load(); n != 0 {
 		t.Errorf("%d licenses still tracked", n)
 	}
@@ -374,7 +377,11 @@ func TestACreditsChangeOrARevocationDropsTheBlock(t *testing.T) {
 			s.mu.Lock()
 			s.revoked[testLicense] = true
 			s.mu.Unlock()
-			tb.sweep(time.Unix(1_000_000, 0))
+			// The sweeper asks the revocations every blockRevokedEvery
+			// sweeps.
+			for range blockRevokedEvery {
+				tb.sweep(time.Unix(1_000_000, 0))
+			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -761,5 +768,38 @@ func TestTheCreditsUsedShownNeverFallBehindWhatWasServed(t *testing.T) {
 				t.Errorf("after the return the store holds %d used (want %d)", used, served)
 			}
 		})
+	}
+}
+
+func TestTheSweeperReturnsAnEndedBlockKeptAfterAChargeThatNeverLeft(t *testing.T) {
+	// A fully served block is ended by the next reservation; when that
+	// charge surely never reached the store, the table keeps the ended
+	// block, and the sweeper, which visits only the licenses holding one,
+	// must still return it, even after sweeps that ran while the
+	// reservation was in flight.
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+	block := firstBlock(t, tb, s, a)
+	for range block {
+		if _, trip, _ := request(t, tb, s, a); trip {
+			t.Fatal("a request of the block went to the store")
+		}
+	}
+	p := tb.begin(&a)
+	if p.served || p.ask == 0 || p.end != block {
+		t.Fatalf("the request after the block: %+v; want a new block asked and %d ended", p, block)
+	}
+	for range blockForgetEvery {
+		tb.sweep(now.Add(blockEntryIdle))
+	}
+	tb.finish(&a, p, policy.Result{}, errors.New("never sent"), false)
+	if _, leased := s.counts(testLicense); leased != block {
+		t.Fatalf("leased %d before the sweep, want the ended block, %d", leased, block)
+	}
+	tb.sweep(now.Add(blockIdle))
+	if _, leased := s.counts(testLicense); leased != 0 {
+		t.Errorf("after the idle sweep the store holds leased %d, want 0", leased)
 	}
 }

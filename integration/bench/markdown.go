@@ -165,9 +165,11 @@ func (rep *report) markdown() string {
 	w("Pools are prefixes of one list of distinct licenses (`jti`), each request carrying one token drawn uniformly or ")
 	w("with Zipf's law (s = %.1f: the i-th most popular license is drawn ∝ i^-%.1f) from a fixed sequence of %d draws. ", zipfS, zipfS, sequenceLen)
 	w("`cache hits` is the share of the run's requests whose token came from the verified-token cache ")
-	w("(`%s` over `%s`, from Caddy's metrics); a miss costs an RS256 signature check.\n\n", metricHits, metricRequests)
-	w("| tokens | scenario | cache_size | rounds | req/s | ×A | Caddy CPU/req | Caddy CPU ×A | cache hits |\n")
-	w("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	w("(`%s` over `%s`, from Caddy's metrics); a miss costs an RS256 signature check. ", metricHits, metricRequests)
+	w("`store trips` is the Redis gateways' store round trips per request (`%s` over the same): ", metricStoreTrips)
+	w("below 1 where requests were served from credit blocks.\n\n")
+	w("| tokens | scenario | cache_size | rounds | req/s | ×A | Caddy CPU/req | Caddy CPU ×A | cache hits | store trips |\n")
+	w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, g := range rep.plan.groups {
 		if g.w.pool == 0 {
 			continue
@@ -177,8 +179,8 @@ func (rep *report) markdown() string {
 			if c == nil {
 				continue
 			}
-			w("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s |\n", g.w.label, in.name, in.cacheLabel(module.DefaultCacheSize),
-				len(c.runs), c.rps, ivText(c.ratio), us(c.cpuCaddy), ivText(c.cpuRatio), pct(c.hitRatio))
+			w("| %s | %s | %s | %d | %.0f | %s | %s | %s | %s | %s |\n", g.w.label, in.name, in.cacheLabel(module.DefaultCacheSize),
+				len(c.runs), c.rps, ivText(c.ratio), us(c.cpuCaddy), ivText(c.cpuRatio), pct(c.hitRatio), tripsText(c.trips))
 		}
 	}
 	w("\n")
@@ -249,6 +251,11 @@ func (rep *report) markdown() string {
 	w("- Before the rounds every configuration gets every token once, each answer checked (`200 ok`, credits headers ")
 	w("exactly when the gate is on); this verifies the tokens into the cache and creates the counters. Then one ")
 	w("unmeasured run of %v per configuration and workload.\n", o.warmup)
+	if o.leadIn > 0 {
+		w("- Each measured run follows an unmeasured lead-in of %v on the same configuration and workload: ", o.leadIn)
+		w("while the others run, a Redis gateway's credit blocks idle out (after 2 s) and its licenses' request ")
+		w("rates age, so without it every run would measure C starting cold, which a gateway under steady load never is.\n")
+	}
 	w("- The hot token goes with every request (`wrk -H`); pool tokens are pre-formatted per wrk thread by `bench.lua` ")
 	w("and sent in the order of the workload's index sequence. Tokens are minted once into a cache directory ")
 	w("(`-tokens`) and reused by later runs.\n")
@@ -260,8 +267,8 @@ func (rep *report) markdown() string {
 	w("endpoint, `/debug/pprof/profile`), in extra runs that are not part of these numbers.\n\n")
 
 	w("## Every run\n\n")
-	w("| round | scenario | tokens | req/s | p50 | p90 | p99 | p99.9 | requests | errors | Caddy CPU/req | cache hits |\n")
-	w("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	w("| round | scenario | tokens | req/s | p50 | p90 | p99 | p99.9 | requests | errors | Caddy CPU/req | cache hits | store trips |\n")
+	w("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, r := range rep.runs {
 		label := r.workload
 		for _, g := range rep.plan.groups {
@@ -269,9 +276,9 @@ func (rep *report) markdown() string {
 				label = g.w.label
 			}
 		}
-		w("| %d | %s | %s | %.0f | %s | %s | %s | %s | %d | %d | %s | %s |\n", r.round, r.instance, label, r.rps,
+		w("| %d | %s | %s | %.0f | %s | %s | %s | %s | %d | %d | %s | %s | %s |\n", r.round, r.instance, label, r.rps,
 			ms(r.p50), ms(r.p90), ms(r.p99), ms(r.p999), r.requests, r.errors.total(),
-			us(perRequest(r.cpu.caddy, r.requests)), pct(r.hitRatio))
+			us(perRequest(r.cpu.caddy, r.requests)), pct(r.hitRatio), tripsText(r.trips))
 	}
 	return b.String()
 }

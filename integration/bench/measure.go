@@ -128,6 +128,9 @@ func (b *bench) measureAll(ctx context.Context) ([]result, error) {
 				if !math.IsNaN(r.hitRatio) {
 					hits = fmt.Sprintf("  cache hits %.1f%%", 100*r.hitRatio)
 				}
+				if !math.IsNaN(r.trips) {
+					hits += fmt.Sprintf("  store trips/req %.3f", r.trips)
+				}
 				logf("round %2d  %-3s %-13s %7.0f req/s  p99 %-9v Caddy CPU/req %-8v errors %d%s",
 					round, in.name, g.w.label, r.rps, r.p99, perRequest(r.cpu.caddy, r.requests), r.errors.total(), hits)
 				runs = append(runs, r)

@@ -183,7 +183,7 @@ func (p *plan) instance(name string) *instance {
 	return nil
 }
 
-// measureTime is how long the measured and warm-up runs take, without
+// measureTime is how long the measured, warm-up and lead-in runs take, without
 // the start-up (building, minting, sending every token once).
 func (p *plan) measureTime(o *options) time.Duration {
 	var d time.Duration
@@ -194,7 +194,7 @@ func (p *plan) measureTime(o *options) time.Duration {
 		}
 		d += time.Duration(len(g.insts)) * o.warmup
 		for r := 1; r <= g.rounds; r++ {
-			d += time.Duration(len(g.order(r))) * run
+			d += time.Duration(len(g.order(r))) * (run + o.leadIn)
 		}
 	}
 	return d

@@ -120,6 +120,7 @@ type cell struct {
 	// CPU time per request, medians over rounds, by process.
 	cpuWrk, cpuCaddy, cpuUpstream, cpuRedis, cpuTotal time.Duration
 	hitRatio                                          float64 // median; NaN when unknown
+	trips                                             float64 // store round trips per request, median; NaN when unknown
 }
 
 type report struct {
@@ -146,7 +147,7 @@ func buildReport(o options, env *environment, p *plan, runs []result, stages []m
 		}
 		for _, in := range g.insts {
 			c := &cell{g: g, in: in}
-			var rps, hits []float64
+			var rps, hits, trips []float64
 			var p50, p99, add, cw, cc, cu, cr, ct []time.Duration
 			myRPS, myCPU := map[int]float64{}, map[int]float64{}
 			for _, r := range runs {
@@ -163,6 +164,9 @@ func buildReport(o options, env *environment, p *plan, runs []result, stages []m
 				if !math.IsNaN(r.hitRatio) {
 					hits = append(hits, r.hitRatio)
 				}
+				if !math.IsNaN(r.trips) {
+					trips = append(trips, r.trips)
+				}
 				myRPS[r.round], myCPU[r.round] = r.rps, float64(perRequest(r.cpu.caddy, n))
 				if ap, ok := aP99[r.round]; ok {
 					add = append(add, r.p99-ap)
@@ -175,9 +179,12 @@ func buildReport(o options, env *environment, p *plan, runs []result, stages []m
 			c.p50, c.p99 = medianDur(p50), medianDur(p99)
 			c.cpuWrk, c.cpuCaddy, c.cpuUpstream = medianDur(cw), medianDur(cc), medianDur(cu)
 			c.cpuRedis, c.cpuTotal = medianDur(cr), medianDur(ct)
-			c.hitRatio = math.NaN()
+			c.hitRatio, c.trips = math.NaN(), math.NaN()
 			if len(hits) > 0 {
 				c.hitRatio = median(hits)
+			}
+			if len(trips) > 0 {
+				c.trips = median(trips)
 			}
 			if in.name != "A" {
 				c.ratio = medianInterval(pairedRatios(myRPS, aRPS), confidence)
@@ -260,6 +267,14 @@ func pct(f float64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.1f %%", 100*f)
+}
+
+// tripsText is store round trips per request, or a dash when unknown.
+func tripsText(f float64) string {
+	if math.IsNaN(f) {
+		return "—"
+	}
+	return fmt.Sprintf("%.3f", f)
 }
 
 func bytesText(v float64) string {

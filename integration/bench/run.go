@@ -55,6 +55,10 @@ type result struct {
 	// hitRatio is the share of the run's allowed requests whose token came
 	// from the verified-token cache; NaN when unknown.
 	hitRatio float64
+	// trips is the store round trips of the run's charges per request
+	// judged (licensegate_store_seconds_count over requests); NaN when
+	// unknown or when the gate has no store round trips (memory store).
+	trips float64
 }
 
 type wrkErrors struct {
@@ -72,12 +76,24 @@ func (e wrkErrors) String() string {
 const (
 	metricHits     = "licensegate_verified_cache_hits_total"
 	metricRequests = "licensegate_requests_total"
+	// One sample per store round trip of a charge.
+	metricStoreTrips = "licensegate_store_seconds_count"
 )
 
-// runOnce measures one instance with one workload: wrk for d, the CPU
+// runOnce measures one instance with one workload, after its lead-in
+// (unmeasured): wrk for d, the CPU
 // time of every process, the cache hits, and for the hot token that the
 // gate charged every request exactly once.
 func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round int, d time.Duration) (result, error) {
+	if b.o.leadIn > 0 {
+		r, err := b.wrkRun(ctx, in, w, b.o.leadIn)
+		if err != nil {
+			return result{}, fmt.Errorf("lead-in: %w", err)
+		}
+		if r.errors.total() > 0 {
+			logf("warning: lead-in of %s with %s had errors (not measured): %v", in.name, w.label, r.errors)
+		}
+	}
 	var usedBefore int64
 	if in.gate && w.pool == 0 {
 		var err error
@@ -98,7 +114,7 @@ func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round in
 	r.cpu = b.cpuSnapshot(in).sub(before)
 	r.cpu.wrk = wrkCPU
 	r.workload, r.instance, r.round = w.key, in.name, round
-	r.hitRatio = math.NaN()
+	r.hitRatio, r.trips = math.NaN(), math.NaN()
 	if in.p.exited() {
 		return result{}, fmt.Errorf("caddy exited during the run:\n%s", in.p.tail())
 	}
@@ -110,6 +126,9 @@ func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round in
 				// Requests still in flight when wrk stops may have hit the
 				// cache but not been counted yet.
 				r.hitRatio = min(1, (hits-mBefore[metricHits])/reqs)
+			}
+			if trips, ok := mAfter[metricStoreTrips]; ok && reqs > 0 && in.redis != nil {
+				r.trips = (trips - mBefore[metricStoreTrips]) / reqs
 			}
 		}
 	}
