@@ -93,6 +93,11 @@ func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round in
 		if r.errors.total() > 0 {
 			logf("warning: lead-in of %s with %s had errors (not measured): %v", in.name, w.label, r.errors)
 		}
+		if in.gate {
+			// The lead-in's requests in flight when wrk stopped must be
+			// judged before the counter is read, or they count in this run.
+			b.settle(in)
+		}
 	}
 	var usedBefore int64
 	if in.gate && w.pool == 0 {
@@ -143,6 +148,23 @@ func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round in
 		}
 	}
 	return r, nil
+}
+
+// settle waits, up to 2 s, until the gate's judged-requests metric holds
+// still for 50 ms: every request of a finished wrk run was judged.
+func (b *bench) settle(in *instance) {
+	last := -1.0
+	for range 40 {
+		m, err := in.metrics(b.client)
+		if err != nil {
+			return
+		}
+		if m[metricRequests] == last {
+			return
+		}
+		last = m[metricRequests]
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // checkCharged compares the rise of a license's counter over a wrk run
