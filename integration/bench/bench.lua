@@ -9,8 +9,12 @@
 -- per-request cost stays as low as for the static request. The sequence
 -- file (1-based token indices, one a line, drawn by the harness: uniform or
 -- Zipf-skewed) says which token each request carries; every thread walks
--- it from its own offset and wraps around. Without it the threads rotate
--- through the tokens in order.
+-- it and wraps around, from the run's start (the third argument, drawn by
+-- the harness for every run) plus its share: of t threads (the fourth
+-- argument), thread k starts k/t of the sequence further on, so no two
+-- threads send the same stretch in a run, and a license's requests come
+-- as the draws say. Without it the threads rotate through the tokens in
+-- order.
 --
 -- done() prints one line, "BENCHJSON {...}", that the harness parses:
 -- latencies in microseconds.
@@ -63,7 +67,9 @@ function init(args)
    if m == 0 then
       error("empty sequence " .. seqPath)
    end
-   local i = ((id or 0) * 7919) % m
+   local start = tonumber(args[3] or "") or 0
+   local threads = math.max(1, tonumber(args[4] or "") or 1)
+   local i = (start + (id or 0) * math.floor(m / threads)) % m
    request = function()
       i = i + 1
       if i > m then

@@ -45,6 +45,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/signal"
@@ -280,7 +281,7 @@ func run(o options) error {
 		return err
 	}
 	logf("upstream on %s", up)
-	b := &bench{o: o, dir: dir, bin: bin, wrk: wrkBin, script: scriptPath, toks: toks, upstream: up,
+	b := &bench{starts: rand.New(rand.NewPCG(1, 2)), o: o, dir: dir, bin: bin, wrk: wrkBin, script: scriptPath, toks: toks, upstream: up,
 		upstreamProc: upProc, procs: procs, pin: pin, client: newClient(o.connections), plan: p}
 	if b.redis, err = startSingle(procs, pin, redisBin, dir); err != nil {
 		return err

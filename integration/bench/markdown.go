@@ -163,7 +163,7 @@ func (rep *report) markdown() string {
 	w("## The curve\n\n")
 	w("![requests/s ×A against distinct licenses](%s)\n\n", curveSVG)
 	w("Pools are prefixes of one list of distinct licenses (`jti`), each request carrying one token drawn uniformly or ")
-	w("with Zipf's law (s = %.1f: the i-th most popular license is drawn ∝ i^-%.1f) from a fixed sequence of %d draws. ", zipfS, zipfS, sequenceLen)
+	w("with Zipf's law (s = %.1f: the i-th most popular license is drawn ∝ i^-%.1f) from a fixed sequence of %d draws, which every run walks from a place drawn for it (its wrk threads a share of the sequence apart), so that no run replays the stretch of the run before. ", zipfS, zipfS, sequenceLen)
 	w("`cache hits` is the share of the run's requests whose token came from the verified-token cache ")
 	w("(`%s` over `%s`, from Caddy's metrics); a miss costs an RS256 signature check. ", metricHits, metricRequests)
 	w("`store trips` is the Redis gateways' store round trips per request (`%s` over the same): ", metricStoreTrips)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,6 +39,9 @@ type bench struct {
 	pin          *pinning
 	client       *http.Client
 	plan         *plan
+	// starts draws where each wrk run of a pool starts in its sequence
+	// (seeded: the same draws every time the harness runs).
+	starts *rand.Rand
 }
 
 // result is one measured wrk run.
@@ -283,7 +287,11 @@ func (b *bench) wrkRun(ctx context.Context, in *instance, w *workload, d time.Du
 	if w.pool == 0 {
 		args = append(args, "-H", "Authorization: Bearer "+b.toks.hot, in.url)
 	} else {
-		args = append(args, in.url, "--", w.tokPath, w.seqPath)
+		// A start of its own for every run, so that no run replays the
+		// stretch of the run before it (a lead-in's, say): a license's
+		// requests then come as the draws say, not twice at a fixed gap.
+		start := b.starts.IntN(sequenceLen)
+		args = append(args, in.url, "--", w.tokPath, w.seqPath, strconv.Itoa(start), strconv.Itoa(b.o.threads))
 	}
 	cmd := b.pin.commandContext(ctx, roleOther, b.wrk, args...)
 	var stdout, stderr bytes.Buffer

@@ -19,7 +19,8 @@ const (
 const zipfS = 1.1
 
 // sequenceLen is how many token indices a workload's sequence holds; each
-// wrk thread starts at its own offset and wraps around.
+// wrk run starts at a place drawn for it, each thread of the run a share
+// of the sequence further on, and wraps around.
 const sequenceLen = 1 << 18
 
 // indexSequence draws n token indices in [0, pool): uniformly, or with
