@@ -251,10 +251,11 @@ func (rep *report) markdown() string {
 	w("- Before the rounds every configuration gets every token once, each answer checked (`200 ok`, credits headers ")
 	w("exactly when the gate is on); this verifies the tokens into the cache and creates the counters. Then one ")
 	w("unmeasured run of %v per configuration and workload.\n", o.warmup)
-	if o.leadIn > 0 {
-		w("- Each measured run follows an unmeasured lead-in of %v on the same configuration and workload: ", o.leadIn)
-		w("while the others run, a Redis gateway's credit blocks idle out (after 2 s) and its licenses' request ")
-		w("rates age, so without it every run would measure C starting cold, which a gateway under steady load never is.\n")
+	if o.leadIn > 0 || o.leadInRedis > 0 {
+		w("- Each measured run follows an unmeasured lead-in on the same configuration and workload, %v, and %v ", o.leadIn, o.leadInRedis)
+		w("for the configurations with Redis: while the others run, a Redis gateway's credit blocks idle out (after 2 s) ")
+		w("and its licenses' request rates (judged over 4 s) age, so without it every run would measure C starting cold, ")
+		w("which a gateway under steady load never is. The `store trips` column shows what remains.\n")
 	}
 	w("- The hot token goes with every request (`wrk -H`); pool tokens are pre-formatted per wrk thread by `bench.lua` ")
 	w("and sent in the order of the workload's index sequence. Tokens are minted once into a cache directory ")

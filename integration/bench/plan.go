@@ -194,7 +194,9 @@ func (p *plan) measureTime(o *options) time.Duration {
 		}
 		d += time.Duration(len(g.insts)) * o.warmup
 		for r := 1; r <= g.rounds; r++ {
-			d += time.Duration(len(g.order(r))) * (run + o.leadIn)
+			for _, in := range g.order(r) {
+				d += run + o.leadFor(in)
+			}
 		}
 	}
 	return d

@@ -89,8 +89,8 @@ const (
 // time of every process, the cache hits, and for the hot token that the
 // gate charged every request exactly once.
 func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round int, d time.Duration) (result, error) {
-	if b.o.leadIn > 0 {
-		r, err := b.wrkRun(ctx, in, w, b.o.leadIn)
+	if lead := b.o.leadFor(in); lead > 0 {
+		r, err := b.wrkRun(ctx, in, w, lead)
 		if err != nil {
 			return result{}, fmt.Errorf("lead-in: %w", err)
 		}
@@ -152,6 +152,14 @@ func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round in
 		}
 	}
 	return r, nil
+}
+
+// leadFor is the lead-in before each measured run of in.
+func (o *options) leadFor(in *instance) time.Duration {
+	if in.store == "redis" {
+		return o.leadInRedis
+	}
+	return o.leadIn
 }
 
 // settle waits, up to 2 s, until the gate's judged-requests metric holds
