@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -629,8 +630,9 @@ func (t *blockTable) sweep(now time.Time) {
 					out = e.detach().pieces(lb.key, out)
 				}
 			}
-			// A reservation in flight may bring a block back (finish lists
-			// the entry again only when it was dropped from the list).
+			// An entry with a reservation in flight stays (its charge will
+			// likely bring a block); finish lists any other entry that
+			// comes to hold one.
 			if e.size > 0 || e.end > 0 || e.reserving {
 				kept = append(kept, lb)
 			} else {
@@ -639,6 +641,10 @@ func (t *blockTable) sweep(now time.Time) {
 		}
 		clear(s.live[len(kept):])
 		s.live = kept
+		if cap(kept) > 256 && len(kept) < cap(kept)/4 {
+			// Most blocks went back: give the list's memory back too.
+			s.live = slices.Clone(kept)
+		}
 		if uint64(i)%blockForgetEvery == n%blockForgetEvery {
 			for k, e := range s.m {
 				if !e.reserving && !e.listed && e.size == 0 && e.end == 0 && now.Sub(e.lastSeen) >= blockEntryIdle {

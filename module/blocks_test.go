@@ -803,3 +803,41 @@ func TestTheSweeperReturnsAnEndedBlockKeptAfterAChargeThatNeverLeft(t *testing.T
 		t.Errorf("after the idle sweep the store holds leased %d, want 0", leased)
 	}
 }
+
+func TestTheSweeperVisitsTheLicensesHoldingABlockAndGivesTheirListBack(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(s)
+	now := time.Unix(1_000_000, 0)
+	const licenses = 20000
+	for i := range licenses {
+		a := chargeAsk{key: policy.LicenseKey{Issuer: "https://iss", Key: "lic-" + strconv.Itoa(i)}, cost: 1, limit: 1 << 40, now: now}
+		for range 3 {
+			request(t, tb, s, a)
+		}
+	}
+	// A license seen once holds no block and is not listed.
+	quiet := chargeAsk{key: policy.LicenseKey{Issuer: "https://iss", Key: "quiet"}, cost: 1, limit: 1 << 40, now: now}
+	request(t, tb, s, quiet)
+	listed, capacity := 0, 0
+	for i := range tb.shards {
+		listed += len(tb.shards[i].live)
+	}
+	if listed != licenses {
+		t.Fatalf("%d licenses listed, want the %d holding a block", listed, licenses)
+	}
+	tb.sweep(now.Add(blockIdle))
+	listed = 0
+	for i := range tb.shards {
+		listed += len(tb.shards[i].live)
+		capacity += cap(tb.shards[i].live)
+	}
+	if r := s.returns.Load(); r != licenses || listed != 0 {
+		t.Fatalf("after the idle sweep: %d returns, %d still listed; want %d and 0", r, listed, licenses)
+	}
+	if capacity > licenses/4 {
+		t.Errorf("the emptied lists keep room for %d entries", capacity)
+	}
+	if n := tb.count.Load(); n != licenses+1 {
+		t.Errorf("%d licenses tracked before they idled out, want %d", n, licenses+1)
+	}
+}
