@@ -29,7 +29,7 @@ func blockGate(t *testing.T, s *blockStore, clk *testClock) *Gate {
 	g, _ := provisioned(t, &Gate{Secret: "block-secret-block-secret-block-secret", RefundOn: []string{"5xx"}}, clk)
 	g.store, g.revocationView, g.storeInProcess = s, s, false
 	g.voids = newVoidQueue(s, "blocks", 16, time.Second)
-	g.blocks = newTestTable(s)
+	g.blocks = newTestTable(t, s)
 	t.Cleanup(func() {
 		g.blocks.close(time.Second)
 		g.voids.close()

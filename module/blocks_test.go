@@ -137,13 +137,21 @@ func firstBlock(t *testing.T, tb *blockTable, s *blockStore, a chargeAsk) int64 
 	return 0
 }
 
-func newTestTable(s *blockStore) *blockTable {
-	return newBlockTable(s, s, time.Second)
+// newTestTable is a table over s whose tests sweep on their own clocks:
+// the background sweeper (started by the first request) sweeps at the
+// epoch, before any test's clock, so it never finds a block idle, even
+// when a slow run lets it tick. The table is closed when the test ends,
+// so that no block stays counted in blockUnused for later tests.
+func newTestTable(t testing.TB, s *blockStore) *blockTable {
+	tb := newBlockTable(s, s, time.Second)
+	tb.now = func() time.Time { return time.Unix(0, 0) }
+	t.Cleanup(func() { tb.close(time.Second) })
+	return tb
 }
 
 func TestABusyLicenseIsServedFromItsBlockWithFewRoundTrips(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
 	trips := 0
@@ -180,7 +188,7 @@ func TestALicenseAsksABlockOnlyOnceItShowedTwoRequestsInFourSeconds(t *testing.T
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newBlockStore()
-			tb := newTestTable(s)
+			tb := newTestTable(t, s)
 			now := time.Unix(1_000_000, 0)
 			a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40}
 			var asked int64
@@ -260,7 +268,7 @@ func TestTheRateEstimateCountsTheLastSecond(t *testing.T) {
 
 func TestAFullyServedBlockIsEndedByTheNextReservation(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
 	var asked []blockPlan
@@ -284,7 +292,7 @@ func TestAFullyServedBlockIsEndedByTheNextReservation(t *testing.T) {
 
 func TestAnIdleBlockIsReturnedWithItsUnusedCredits(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
 	served := int64(0)
@@ -321,7 +329,7 @@ func TestAnIdleBlockIsReturnedWithItsUnusedCredits(t *testing.T) {
 
 func TestAFullyServedBlockIdleIsEndedWithNothingUnused(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
 	block := firstBlock(t, tb, s, a)
@@ -341,7 +349,7 @@ func TestAFullyServedBlockIdleIsEndedWithNothingUnused(t *testing.T) {
 
 func TestRefundsGoBackToTheirLiveBlockOnly(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
 	var served blockPlan
@@ -386,7 +394,7 @@ func TestACreditsChangeOrARevocationDropsTheBlock(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newBlockStore()
-			tb := newTestTable(s)
+			tb := newTestTable(t, s)
 			tb.start()
 			defer tb.close(time.Second)
 			a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: time.Unix(1_000_000, 0)}
@@ -409,7 +417,7 @@ func TestACreditsChangeOrARevocationDropsTheBlock(t *testing.T) {
 
 func TestASeatConfirmedLatelyIsNotRefreshed(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	fresh := min(maxSeatFresh, 2*time.Second/4)
 	a := chargeAsk{key: testLicense, cost: 0, limit: -1, seats: 2, hw: "dev-a", fresh: fresh, now: now}
@@ -435,7 +443,7 @@ func TestASeatConfirmedLatelyIsNotRefreshed(t *testing.T) {
 
 func TestAFullTableChargesNewLicensesPerRequest(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	tb.max = 1
 	now := time.Unix(1_000_000, 0)
 	other := policy.LicenseKey{Issuer: "https://iss", Key: "lic-2"}
@@ -450,7 +458,7 @@ func TestAFullTableChargesNewLicensesPerRequest(t *testing.T) {
 
 func TestAChargeThatNeverReachedTheStoreKeepsTheEndedBlock(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
 	block := firstBlock(t, tb, s, a)
@@ -480,7 +488,7 @@ func TestBlocksNeverServeMoreThanTheCreditsUnderConcurrency(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newBlockStore()
 			// Three gateways on one store.
-			tables := []*blockTable{newTestTable(s), newTestTable(s), newTestTable(s)}
+			tables := []*blockTable{newTestTable(t, s), newTestTable(t, s), newTestTable(t, s)}
 			now := time.Unix(1_000_000, 0)
 			var served atomic.Int64
 			var wg sync.WaitGroup
@@ -578,7 +586,7 @@ func (s *blockStore) AdjustCredits(_ context.Context, key policy.LicenseKey, add
 
 func TestAReturnBeyondMaxBlockGoesInSeveral(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	s.used[testLicense], s.leased[testLicense] = 3*policy.MaxBlock, 3*policy.MaxBlock
 	tb.send(context.Background(), testLicense, blockReturn{size: 2*policy.MaxBlock + 5, unused: 7})
 	used, leased := s.counts(testLicense)
@@ -589,7 +597,7 @@ func TestAReturnBeyondMaxBlockGoesInSeveral(t *testing.T) {
 
 func TestARefusedBlockIsAskedSmallerThenAgainInFull(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	// Other gateways' blocks leave too little for any block.
 	a := chargeAsk{key: testLicense, cost: 1, limit: 100_000, now: now}
@@ -631,7 +639,7 @@ func TestARefusedBlockIsAskedSmallerThenAgainInFull(t *testing.T) {
 
 func TestIdleBlocksGoBackInOnePipelinePerSweepAndAFailedReturnStrandsItsBlockOnce(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	const licenses = 50
 	key := func(i int) policy.LicenseKey {
@@ -695,7 +703,7 @@ func TestTheCreditsUsedShownNeverFallBehindWhatWasServed(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newBlockStore()
-			tb := newTestTable(s)
+			tb := newTestTable(t, s)
 			now := time.Unix(1_000_000, 0)
 			a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
 			// Requests charged alone until the next one would ask a block.
@@ -778,7 +786,7 @@ func TestTheSweeperReturnsAnEndedBlockKeptAfterAChargeThatNeverLeft(t *testing.T
 	// must still return it, even after sweeps that ran while the
 	// reservation was in flight.
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
 	block := firstBlock(t, tb, s, a)
@@ -806,7 +814,8 @@ func TestTheSweeperReturnsAnEndedBlockKeptAfterAChargeThatNeverLeft(t *testing.T
 
 func TestTheSweeperVisitsTheLicensesHoldingABlockAndGivesTheirListBack(t *testing.T) {
 	s := newBlockStore()
-	tb := newTestTable(s)
+	tb := newTestTable(t, s)
+	tb.startOnce.Do(func() {}) // no background sweeper: the test reads the lists
 	now := time.Unix(1_000_000, 0)
 	const licenses = 20000
 	for i := range licenses {
