@@ -347,6 +347,19 @@ func (e *licenseBlock) seatFresh(hw string, now time.Time, fresh time.Duration) 
 	return ok && fresh > 0 && now.Sub(at) < fresh && !now.Before(at)
 }
 
+// holds reports whether e holds a block, live or ended, that the store
+// still counts as leased.
+func (e *licenseBlock) holds() bool { return e.size > 0 || e.end > 0 }
+
+// idleSince is when e's block last served a request: the live block's
+// last request, or when the ended one was served out.
+func (e *licenseBlock) idleSince() time.Time {
+	if e.size > 0 {
+		return e.lastServe
+	}
+	return e.endedAt
+}
+
 // detach ends the live block and the ended one, returning what the store
 // must be told; the shard's lock is held.
 func (e *licenseBlock) detach() blockReturn {
@@ -359,8 +372,8 @@ func (e *licenseBlock) detach() blockReturn {
 	return r
 }
 
-// blockReturn is what a return must tell the store: the sizes of the blocks ended and
-// their credits not served.
+// blockReturn is what a return must tell the store: the sizes of the
+// blocks ended and their credits not served.
 type blockReturn struct{ size, unused int64 }
 
 // finish takes in the store's answer to a charge that begin sent on
@@ -385,7 +398,7 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 		// A grant, or an ended block kept after a charge that never left
 		// (the only ways an entry comes to hold a block): the sweeper must
 		// see it.
-		if (e.size > 0 || e.end > 0) && !e.listed {
+		if e.holds() && !e.listed {
 			e.listed = true
 			s.live = append(s.live, liveBlock{a.key, e})
 		}
@@ -618,22 +631,19 @@ func (t *blockTable) sweep(now time.Time) {
 		kept := s.live[:0]
 		for _, lb := range s.live {
 			e := lb.e
-			if !e.reserving {
+			if !e.reserving && e.holds() {
 				revoked := false
-				if checkRevoked && (e.size > 0 || e.end > 0) {
+				if checkRevoked {
 					revoked, _ = t.view.IsRevoked(lb.key, now)
 				}
-				switch {
-				case e.size > 0 && (revoked || now.Sub(e.lastServe) >= blockIdle):
-					out = e.detach().pieces(lb.key, out)
-				case e.size == 0 && e.end > 0 && (revoked || now.Sub(e.endedAt) >= blockIdle):
+				if revoked || now.Sub(e.idleSince()) >= blockIdle {
 					out = e.detach().pieces(lb.key, out)
 				}
 			}
 			// An entry with a reservation in flight stays (its charge will
 			// likely bring a block); finish lists any other entry that
 			// comes to hold one.
-			if e.size > 0 || e.end > 0 || e.reserving {
+			if e.holds() || e.reserving {
 				kept = append(kept, lb)
 			} else {
 				e.listed = false
@@ -647,7 +657,7 @@ func (t *blockTable) sweep(now time.Time) {
 		}
 		if uint64(i)%blockForgetEvery == n%blockForgetEvery {
 			for k, e := range s.m {
-				if !e.reserving && !e.listed && e.size == 0 && e.end == 0 && now.Sub(e.lastSeen) >= blockEntryIdle {
+				if !e.reserving && !e.listed && !e.holds() && now.Sub(e.lastSeen) >= blockEntryIdle {
 					delete(s.m, k)
 					t.count.Add(-1)
 				}

@@ -207,7 +207,7 @@ func BenchmarkBlockTableSweep(b *testing.B) {
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)
-			tb := newTestTable(b, s)
+			tb := newBlockTable(s, s, time.Second)
 			tb.startOnce.Do(func() {})
 			now := time.Unix(1_000_000, 0)
 			for _, k := range keys {

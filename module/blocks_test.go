@@ -124,6 +124,19 @@ func request(t *testing.T, tb *blockTable, s *blockStore, a chargeAsk) (allowed,
 	return err == nil && res.Outcome == policy.Allowed, true, plan
 }
 
+// serveFirstBlock takes a's first block and serves all of it, none of
+// those requests going to the store, and returns its size.
+func serveFirstBlock(t *testing.T, tb *blockTable, s *blockStore, a chargeAsk) int64 {
+	t.Helper()
+	block := firstBlock(t, tb, s, a)
+	for range block {
+		if _, trip, _ := request(t, tb, s, a); trip {
+			t.Fatal("a request of the block went to the store")
+		}
+	}
+	return block
+}
+
 // firstBlock sends a's requests until one asks a block, and returns its
 // size.
 func firstBlock(t *testing.T, tb *blockTable, s *blockStore, a chargeAsk) int64 {
@@ -332,13 +345,7 @@ func TestAFullyServedBlockIdleIsEndedWithNothingUnused(t *testing.T) {
 	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
-	block := firstBlock(t, tb, s, a)
-	// Serve exactly the block.
-	for range block {
-		if _, trip, _ := request(t, tb, s, a); trip {
-			t.Fatal("a request of the block went to the store")
-		}
-	}
+	block := serveFirstBlock(t, tb, s, a)
 	used, leased := s.counts(testLicense)
 	tb.sweep(now.Add(blockIdle))
 	used2, leased2 := s.counts(testLicense)
@@ -789,12 +796,7 @@ func TestTheSweeperReturnsAnEndedBlockKeptAfterAChargeThatNeverLeft(t *testing.T
 	tb := newTestTable(t, s)
 	now := time.Unix(1_000_000, 0)
 	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
-	block := firstBlock(t, tb, s, a)
-	for range block {
-		if _, trip, _ := request(t, tb, s, a); trip {
-			t.Fatal("a request of the block went to the store")
-		}
-	}
+	block := serveFirstBlock(t, tb, s, a)
 	p := tb.begin(&a)
 	if p.served || p.ask == 0 || p.end != block {
 		t.Fatalf("the request after the block: %+v; want a new block asked and %d ended", p, block)
