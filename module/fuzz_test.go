@@ -42,6 +42,7 @@ var designStatuses = map[policy.Code][]int{
 	policy.CodeNoLicenseFound:         {403},
 	policy.CodeUnallowedClientVersion: {403},
 	policy.CodeAnchorMissing:          {400},
+	policy.CodeBadArgument:            {400},
 	policy.CodeAnchorLocked:           {403},
 	policy.CodeClientIPBlocked:        {403},
 	policy.CodeMaxUseCountExceed:      {403},
@@ -282,6 +283,8 @@ func FuzzSignedToken(f *testing.F) {
 	f.Add([]byte(`{"alg":"EdDSA","kid":"ed","kid":"es"}`), []byte(`{"exp":1800003600}`), "", "")
 	f.Add([]byte(`{"alg":"EdDSA","kid":"ed","crit":["b64"],"b64":false}`), []byte(`{"exp":1800003600}`), "", "")
 	f.Add([]byte(`{"alg":"EdDSA","kid":"ed","typ":"dpop+jwt"}`), []byte(`{"exp":1800003600}`), "", "")
+	f.Add([]byte(`{"alg":"EdDSA","kid":"ed"}`), []byte(`{"exp":1800003600,"hw":"A"}`), "", "%zz")
+	f.Add([]byte(`{"alg":"EdDSA","kid":"ed"}`), []byte(`{"exp":1800003600,"ver":"1.*.*"}`), strings.Repeat("9", 300), "")
 
 	priv := fg.ed.signer.(ed25519.PrivateKey)
 	f.Fuzz(func(t *testing.T, header, claims []byte, version, hardware string) {
