@@ -196,7 +196,7 @@ func TestAHotTokenIsServedFromBlocksWithFewRoundTrips(t *testing.T) {
 
 	// Idle blocks go back: the store then counts exactly what was served.
 	total := l.ok.Load() + int64(len(gates)) // the warm-up requests
-	WaitFor(t, 10*time.Second, "the idle blocks to be returned", func() bool {
+	WaitFor(t, 20*time.Second, "the idle blocks to be returned", func() bool {
 		return view(t, gates[0], jti).Leased == 0
 	})
 	if v := view(t, gates[1], jti); v.Used != total || v.Leased != 0 {
@@ -240,6 +240,88 @@ func TestTheLastStretchOfABudgetIsChargedOneByOne(t *testing.T) {
 	}
 	if v := view(t, gates[0], jti); v.Used+v.Leased != credits || v.Left == nil || *v.Left != 0 {
 		t.Errorf("admin view %+v, want %d credits used and leased together, none left", v, credits)
+	}
+}
+
+func TestARefusalForCreditsRecallsTheOtherGatewaysBlocks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range redisSetups() {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addrs := tc.addrs(t)
+			key, site := blocksSite(t, addrs, "")
+			holder := StartCaddy(t, site, CaddyOptions{Globals: "metrics"})
+			other := StartCaddy(t, site, CaddyOptions{Globals: "metrics"})
+			plain := key.Sign(t, Std())
+			for _, c := range []*Caddy{holder, other} {
+				WaitFor(t, 10*time.Second, "the gateway to read the revocations", func() bool {
+					before := scriptCalls(t, addrs)
+					c.Get(t, "/", plain)
+					return scriptCalls(t, addrs) == before
+				})
+			}
+			const credits = 400
+			claims := Std("credits", credits)
+			tok, jti := key.Sign(t, claims), claims["jti"].(string)
+			var served atomic.Int64
+			get := func(c *Caddy) int {
+				resp, _ := c.Get(t, "/", tok)
+				if resp.StatusCode == http.StatusOK {
+					served.Add(1)
+				}
+				return resp.StatusCode
+			}
+			WaitFor(t, 10*time.Second, "the holder to take a block", func() bool {
+				get(holder)
+				v, _ := holder.metric(t, "licensegate_block_credits_unused")
+				return v > 0
+			})
+			// A request to the holder every 200 ms: its block never idles,
+			// so only a recall can bring it back.
+			stop, trickled := make(chan struct{}), make(chan struct{})
+			go func() {
+				defer close(trickled)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(200 * time.Millisecond):
+						get(holder)
+					}
+				}
+			}()
+			for {
+				resp, body := other.Get(t, "/", tok)
+				if resp.StatusCode != http.StatusOK {
+					AssertReject(t, resp, body, http.StatusForbidden, "maxUseCountExceed", "")
+					break
+				}
+				served.Add(1)
+			}
+			refused := time.Now()
+			WaitFor(t, 10*time.Second, "the other gateway to serve again", func() bool {
+				return get(other) == http.StatusOK
+			})
+			t.Logf("refused on one gateway while the other held a block: served again after %v", time.Since(refused))
+			if n, _ := other.metric(t, "licensegate_block_recalls_total"); n < 1 {
+				t.Errorf("licensegate_block_recalls_total %v on the refusing gateway, want at least 1", n)
+			}
+			for get(other) == http.StatusOK {
+			}
+			close(stop)
+			<-trickled
+			WaitFor(t, 20*time.Second, "the blocks to go back", func() bool {
+				return view(t, other, jti).Leased == 0
+			})
+			for get(other) == http.StatusOK {
+			}
+			if n := served.Load(); n != credits {
+				t.Errorf("served %d, want the %d credits", n, credits)
+			}
+			if v := view(t, other, jti); v.Used != credits {
+				t.Errorf("credits_used %d, want %d", v.Used, credits)
+			}
+		})
 	}
 }
 
@@ -400,7 +482,7 @@ func TestCreditsChangedThroughTheAdminAPIDropTheBlocks(t *testing.T) {
 				return metricSum(t, gates, "licensegate_blocks_returned_total") >= returned+2
 			})
 			l.end()
-			WaitFor(t, 10*time.Second, "the idle blocks to be returned", func() bool {
+			WaitFor(t, 20*time.Second, "the idle blocks to be returned", func() bool {
 				return view(t, gates[0], jti).Leased == 0
 			})
 			served := l.ok.Load() + int64(len(gates))

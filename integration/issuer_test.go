@@ -131,17 +131,31 @@ func startIssuer(t testing.TB, withGate bool, keys ...*Key) (*Caddy, string) {
 // issue posts body to an issue endpoint with the API key.
 func (c *Caddy) issue(t testing.TB, path, key, body string) (*http.Response, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, c.URL+path, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	if key != "" {
-		req.Header.Set("x-api-key", key)
+	resp, raw, err := c.post(path, key, body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	resp, raw := Do(t, req)
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatalf("%s: body is not JSON: %s", path, raw)
 	}
 	return resp, m
+}
+
+// post sends an issue request and reads its answer.
+func (c *Caddy) post(path, key, body string) (*http.Response, []byte, error) {
+	req, _ := http.NewRequest(http.MethodPost, c.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	if key != "" {
+		req.Header.Set("x-api-key", key)
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	return resp, raw, err
 }
 
 // mustIssue returns the token of a successful issue request.
@@ -421,9 +435,14 @@ func TestIssuerKeyRotationReachesARunningGate(t *testing.T) {
 		t.Fatalf("reload: %d %s", resp.StatusCode, body)
 	}
 	WaitFor(t, 10*time.Second, "the reloaded issuer", func() bool { return len(issuerCaddy.Logs.logLines("server running")) > loads })
-	// The old server closes its idle connections; a POST is not retried
-	// on one, so start afresh.
+	// The old server closes its idle connections, and one it accepted
+	// just before it stopped is reset; a POST is not retried on either,
+	// so start afresh until one is answered.
 	httpClient.CloseIdleConnections()
+	WaitFor(t, 10*time.Second, "the reloaded issuer to answer", func() bool {
+		_, _, err := issuerCaddy.post("/tokens", itShopKey, `{"sub":"bob","credits":10}`)
+		return err == nil
+	})
 
 	fresh := issuerCaddy.mustIssue(t, "/tokens", itShopKey, `{"sub":"bob","credits":10}`)
 	if h := tokenPart(t, fresh, 0); h["kid"] != "it-k2" || h["alg"] != "RS256" {

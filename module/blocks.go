@@ -34,7 +34,13 @@ import (
 // Tuning of the block table.
 const (
 	// blockIdle: a block that served nothing for this long is returned.
-	blockIdle = 2 * time.Second
+	// At the end of a budget, where it matters, blocks come back sooner:
+	// a refusal for credits while blocks hold some recalls them.
+	blockIdle = 5 * time.Second
+	// blockRecallEvery: a gateway recalls a license's blocks at most
+	// this often (a client retrying its refused request recalls again if
+	// a message was lost).
+	blockRecallEvery = time.Second
 	// blockEntryIdle: a license with no block and no request for this
 	// long leaves the table.
 	blockEntryIdle = 10 * time.Second
@@ -62,11 +68,13 @@ const (
 	blockLowRequests = 2
 	blockLongWindow  = 4 * time.Second
 	// blockMinRequests is the least block asked, in requests: at 0.5 to
-	// 8 requests a second a block of one window's traffic would be 1 to 8
-	// requests, mostly ended by the next reservation or the idle return
-	// before it saved a round trip. 8 requests is about two long windows
-	// at 1 a second, and the most a crash strands of such a license.
-	blockMinRequests = 8
+	// 32 requests a second a block of one window's traffic would be 1 to
+	// 32 requests, mostly ended by the next reservation or the idle
+	// return before it saved many round trips. At 1 request a second a
+	// license pauses for blockIdle about once in 150 requests, so a block
+	// of 32 is served out about 5 times in 6 before it idles; 32 requests
+	// is also the most a crash strands of such a license.
+	blockMinRequests = 32
 	// blockReturnBatch bounds the returns sent in one pipeline.
 	blockReturnBatch = 1000
 	// DefaultBlockTable bounds the licenses the table tracks; a license
@@ -146,6 +154,7 @@ type licenseBlock struct {
 	lastSeen    time.Time
 	seats       map[string]time.Time // device → when the store confirmed its seat
 	listed      bool                 // in its shard's live list
+	recalled    time.Time            // when this gateway last recalled the license's blocks
 }
 
 // blockUnused is the credits leased in blocks and not yet served at this
@@ -385,7 +394,7 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 	s := t.shard(a.key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := t.entry(s, a.key, err == nil && res.Outcome == policy.Allowed)
+	e := t.entry(s, a.key, err == nil && (res.Outcome == policy.Allowed || res.Held))
 	if e == nil {
 		return used
 	}
@@ -450,6 +459,10 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 		}
 	case policy.CreditsExhausted:
 		e.noteUsed(res.Used)
+		if res.Held && (e.recalled.IsZero() || a.now.Sub(e.recalled) >= blockRecallEvery) {
+			e.recalled = a.now
+			t.recallLater(a.key)
+		}
 	case policy.Revoked:
 		t.returnLater(a.key, e.detach())
 	case policy.SeatsFull:
@@ -540,6 +553,20 @@ func (s *blockShard) forget(key policy.LicenseKey) blockReturn {
 	}
 	e.hasUsed, e.cap = false, 0
 	return e.detach()
+}
+
+// recallLater asks every gateway, in the background, to give key's block
+// back (policy.Blocks.RecallBlocks). A recall that fails is not retried:
+// the next refusal recalls again, and the blocks go back when idle anyway.
+func (t *blockTable) recallLater(key policy.LicenseKey) {
+	blockRecalls.Inc()
+	t.pending.Add(1)
+	go func() {
+		defer t.pending.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
+		defer cancel()
+		_ = t.blocks.RecallBlocks(ctx, key)
+	}()
 }
 
 // returnLater sends r in the background.

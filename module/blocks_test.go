@@ -23,11 +23,12 @@ type blockStore struct {
 	charges atomic.Int64
 	returns atomic.Int64 // blocks returned
 	batches atomic.Int64 // ReturnBlocks calls: round trips
+	recalls atomic.Int64 // RecallBlocks calls
 	fail    error        // Charge fails with it, counting nothing
 	// failReturn: the returns of these licenses fail, changing nothing.
 	failReturn map[policy.LicenseKey]bool
 	undos      []policy.Undo
-	watch      func(policy.LicenseKey)
+	watches    []func(policy.LicenseKey) // every table's WatchCredits
 }
 
 func newBlockStore() *blockStore {
@@ -49,7 +50,7 @@ func (s *blockStore) Charge(_ context.Context, c *policy.Charge) (policy.Result,
 	}
 	used := s.used[c.Key]
 	if c.Limit >= 0 && c.Cost > c.Limit-used {
-		return policy.Result{Outcome: policy.CreditsExhausted, Used: used}, nil
+		return policy.Result{Outcome: policy.CreditsExhausted, Used: used, Held: s.leased[c.Key] > 0}, nil
 	}
 	used += c.Cost
 	var granted int64
@@ -89,9 +90,27 @@ func (s *blockStore) ReturnBlocks(ctx context.Context, rs []policy.BlockReturn) 
 
 func (s *blockStore) WatchCredits(f func(policy.LicenseKey)) (stop func()) {
 	s.mu.Lock()
-	s.watch = f
+	s.watches = append(s.watches, f)
 	s.mu.Unlock()
 	return func() {}
+}
+
+// RecallBlocks delivers the recall to the watching table, as the store's
+// message would.
+func (s *blockStore) RecallBlocks(_ context.Context, key policy.LicenseKey) error {
+	s.recalls.Add(1)
+	s.changed(key)
+	return nil
+}
+
+// changed tells every watching table that key's credits changed.
+func (s *blockStore) changed(key policy.LicenseKey) {
+	s.mu.Lock()
+	fs := s.watches
+	s.mu.Unlock()
+	for _, f := range fs {
+		f(key)
+	}
 }
 
 func (s *blockStore) IsRevoked(key policy.LicenseKey, _ time.Time) (revoked, known bool) {
@@ -384,7 +403,7 @@ func TestACreditsChangeOrARevocationDropsTheBlock(t *testing.T) {
 		drop func(tb *blockTable, s *blockStore)
 	}{
 		{"a credits change another gateway made", func(tb *blockTable, s *blockStore) {
-			s.watch(testLicense)
+			s.changed(testLicense)
 			tb.pending.Wait()
 		}},
 		{"the admin API's own change", func(tb *blockTable, _ *blockStore) { tb.drop(context.Background(), testLicense) }},
@@ -612,7 +631,7 @@ func TestARefusedBlockIsAskedSmallerThenAgainInFull(t *testing.T) {
 		request(t, tb, s, a)
 	}
 	s.mu.Lock()
-	s.leased[testLicense] = 9100
+	s.leased[testLicense] += 9100
 	s.used[testLicense] += 9100
 	s.mu.Unlock()
 	var asks []int64
@@ -632,7 +651,7 @@ func TestARefusedBlockIsAskedSmallerThenAgainInFull(t *testing.T) {
 	// Once the other gateway's block went back, a refusal no longer
 	// holds the size down.
 	s.mu.Lock()
-	s.leased[testLicense] = 0
+	s.leased[testLicense] -= 9100
 	s.used[testLicense] -= 9100
 	s.mu.Unlock()
 	a.now = now.Add(blockIdle)
@@ -850,5 +869,70 @@ func TestTheSweeperVisitsTheLicensesHoldingABlockAndGivesTheirListBack(t *testin
 	}
 	if n := tb.count.Load(); n != licenses+1 {
 		t.Errorf("%d licenses tracked before they idled out, want %d", n, licenses+1)
+	}
+}
+
+func TestARefusalForCreditsRecallsTheOtherGatewaysBlocks(t *testing.T) {
+	s := newBlockStore()
+	holder, other := newTestTable(t, s), newTestTable(t, s)
+	now := time.Unix(1_000_000, 0)
+	const limit = 1000
+	a := chargeAsk{key: testLicense, cost: 1, limit: limit, now: now}
+	block := firstBlock(t, holder, s, a)
+	if used, leased := s.counts(testLicense); leased != block {
+		t.Fatalf("the holder asked a block of %d; the store holds used %d, leased %d", block, used, leased)
+	}
+	// The other gateway charges all that is left unreserved, then is
+	// refused: what is left sits in the holder's block, which no sweep
+	// returns (the clock stands still) and no request of the holder ends.
+	used, _ := s.counts(testLicense)
+	b := a
+	b.cost = limit - used
+	if ok, _, _ := request(t, other, s, b); !ok {
+		t.Fatal("the last unreserved credits were refused")
+	}
+	b.cost = 1
+	for i := range 3 {
+		b.now = now.Add(time.Duration(i) * blockRecallEvery / 4)
+		if ok, _, _ := request(t, other, s, b); ok {
+			t.Fatal("a request was served beyond the credits")
+		}
+	}
+	other.pending.Wait()
+	holder.pending.Wait()
+	if n := s.recalls.Load(); n != 1 {
+		t.Errorf("%d recalls for three refusals within %v, want 1", n, blockRecallEvery)
+	}
+	if used, leased := s.counts(testLicense); leased != 0 || used != limit-block {
+		t.Fatalf("after the recall the store holds used %d, leased %d; want %d, 0", used, leased, limit-block)
+	}
+	// The block's credits are back: the refused client's retry is served,
+	// and so is every credit, none twice.
+	served := 0
+	for {
+		b.now = b.now.Add(time.Millisecond)
+		ok, _, _ := request(t, other, s, b)
+		if !ok {
+			break
+		}
+		served++
+	}
+	if served != int(block) {
+		t.Errorf("served %d after the recall, want the block's %d", served, block)
+	}
+	// Refused with nothing in blocks (the other gateway's own blocks of
+	// the last stretch returned, served out or idle): no recall.
+	other.sweep(b.now.Add(blockIdle))
+	other.pending.Wait()
+	if _, leased := s.counts(testLicense); leased != 0 {
+		t.Fatalf("leased %d after the sweep", leased)
+	}
+	b.now = b.now.Add(blockIdle + blockRecallEvery)
+	if ok, _, _ := request(t, other, s, b); ok {
+		t.Fatal("a request was served beyond the credits")
+	}
+	other.pending.Wait()
+	if n := s.recalls.Load(); n != 1 {
+		t.Errorf("%d recalls, want still 1: no block held any credits", n)
 	}
 }

@@ -39,6 +39,10 @@ var (
 		Name: "licensegate_blocks_returned_total",
 		Help: "Credit blocks this gateway gave back to the counter store (idle, revoked, credits changed, config unloaded).",
 	})
+	blockRecalls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "licensegate_block_recalls_total",
+		Help: "Recalls this gateway sent: the store refused a charge for credits while gateways' blocks held some, and every gateway was asked to give its block of the license back.",
+	})
 	blockCreditsStranded = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "licensegate_block_credits_stranded_total",
 		Help: "Unused credits of blocks whose return failed: counted as used until the license's counters expire.",
@@ -66,7 +70,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits, voidsPending, voidsDropped,
-		blocksTaken, blocksReturned, blockCreditsUnused, blockCreditsStranded} {
+		blocksTaken, blocksReturned, blockRecalls, blockCreditsUnused, blockCreditsStranded} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

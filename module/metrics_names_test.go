@@ -27,7 +27,7 @@ func TestDashboardAndRulesNameRealMetrics(t *testing.T) {
 	}
 	descs := make(chan *prometheus.Desc, 64)
 	for _, c := range []prometheus.Collector{requestsTotal, storeSeconds, jwksRefreshes, cacheHits,
-		voidsPending, voidsDropped, blocksTaken, blocksReturned, blockCreditsUnused, blockCreditsStranded} {
+		voidsPending, voidsDropped, blocksTaken, blocksReturned, blockRecalls, blockCreditsUnused, blockCreditsStranded} {
 		c.Describe(descs)
 	}
 	close(descs)

@@ -23,9 +23,17 @@ type Blocks interface {
 	ReturnBlocks(ctx context.Context, returns []BlockReturn) []error
 	// WatchCredits calls f, from one goroutine, with each license whose
 	// credits a top up or reset (AdjustCredits, on any gateway) changed,
-	// so that the caller drops its block and takes a fresh one. stop ends
-	// the watch.
+	// or whose blocks a gateway recalled (RecallBlocks), so that the
+	// caller drops its block (giving its unused credits back) and takes a
+	// fresh one. stop ends the watch.
 	WatchCredits(f func(LicenseKey)) (stop func())
+	// RecallBlocks asks every gateway watching (WatchCredits) to give
+	// its block of key back at once. A gateway calls it when the store
+	// refused a charge for credits while blocks held some (Result.Held):
+	// the credits come back in milliseconds instead of when the blocks
+	// idle. A recall lost on the way costs no exactness: the blocks still
+	// go back when idle.
+	RecallBlocks(ctx context.Context, key LicenseKey) error
 }
 
 // BlockReturn is one block's end (see Blocks.ReturnBlocks): Size credits

@@ -123,6 +123,10 @@ type Result struct {
 	RetryAfter time.Duration
 	// Block is the block of credits granted (Charge.Block, or 0).
 	Block int64
+	// Held tells, for CreditsExhausted, that gateways' blocks hold some
+	// of the license's credits (a store with Blocks only): the caller
+	// may recall them (Blocks.RecallBlocks).
+	Held bool
 }
 
 // Usage is what the store holds about one license, for the admin API.

@@ -118,7 +118,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (options, error) {
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of one measured wrk run")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "an unmeasured wrk run per configuration and workload before the rounds")
 	fs.DurationVar(&o.leadIn, "lead-in", time.Second, "an unmeasured wrk run right before each measured one, on the same configuration and workload; 0 for none")
-	fs.DurationVar(&o.leadInRedis, "lead-in-redis", 4*time.Second, "the lead-in of the configurations with a Redis store: their credit blocks idle out (after 2s) while the others run, and a license's rate is judged over 4s")
+	fs.DurationVar(&o.leadInRedis, "lead-in-redis", 4*time.Second, "the lead-in of the configurations with a Redis store: their credit blocks idle out (after 5s) while the others run, and a license's rate is judged over 4s")
 	fs.IntVar(&o.rounds, "rounds", 20, "interleaved rounds of the headline workloads (hot token, -pool uniform)")
 	fs.IntVar(&o.curveRounds, "curve-rounds", 6, "interleaved rounds of the other workloads of the curve (6 is the fewest whose range is a 95 % interval)")
 	fs.DurationVar(&o.curveDur, "curve-duration", 2*time.Second, "length of one measured wrk run of the curve's other workloads")

@@ -253,9 +253,13 @@ func (rep *report) markdown() string {
 	w("unmeasured run of %v per configuration and workload.\n", o.warmup)
 	if o.leadIn > 0 || o.leadInRedis > 0 {
 		w("- Each measured run follows an unmeasured lead-in on the same configuration and workload, %v, and %v ", o.leadIn, o.leadInRedis)
-		w("for the configurations with Redis: while the others run, a Redis gateway's credit blocks idle out (after 2 s) ")
+		w("for the configurations with Redis: while the others run, a Redis gateway's credit blocks idle out (after 5 s) ")
 		w("and its licenses' request rates (judged over 4 s) age, so without it every run would measure C starting cold, ")
-		w("which a gateway under steady load never is. The `store trips` column shows what remains.\n")
+		w("which a gateway under steady load never is. The `store trips` column shows what remains. At the pools, where a ")
+		w("license sees about a request a second or less, a lead-in this short does not reach the steady state either: ")
+		w("the licenses take their blocks (at least 32 requests) in it, and few run out in the measured run, so C's ")
+		w("store trips there are below the steady state's (0.039 a request at 1 a second per license, 0.173 at 0.5, in ")
+		w("the module's virtual-clock test `TestQuietLicensesMakeFewStoreRoundTrips`).\n")
 	}
 	w("- The hot token goes with every request (`wrk -H`); pool tokens are pre-formatted per wrk thread by `bench.lua` ")
 	w("and sent in the order of the workload's index sequence. Tokens are minted once into a cache directory ")

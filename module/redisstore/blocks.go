@@ -156,8 +156,17 @@ func parseCredits(msg string) (k policy.LicenseKey, ok bool) {
 // subscribed) costs no exactness: blocks are counted as used, a reset
 // keeps them counted, and a gateway that keeps its block after a top up
 // only serves from it until it is spent or idle.
-func (s *Store) publishCredits(ctx context.Context, k policy.LicenseKey) {
-	_ = s.client.Publish(ctx, s.revocationsKey(), creditsMessage(k)).Err()
+func (s *Store) publishCredits(ctx context.Context, k policy.LicenseKey) error {
+	return s.client.Publish(ctx, s.revocationsKey(), creditsMessage(k)).Err()
+}
+
+// RecallBlocks implements policy.Blocks: the same message as a change of
+// key's credits, so every gateway, this one included, returns its block.
+func (s *Store) RecallBlocks(ctx context.Context, key policy.LicenseKey) error {
+	if err := s.publishCredits(ctx, key); err != nil {
+		return storeErr("recall blocks", err)
+	}
+	return nil
 }
 
 // creditWatches are a Store's running WatchCredits, stopped by Close.

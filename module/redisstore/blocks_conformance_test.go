@@ -111,6 +111,26 @@ var blockConformance = []struct {
 		f.granted(0, block(1, 1000, 0, 30), policy.Revoked, 0, 0)
 		f.held(0, 53, 0, 947)
 	}},
+	{"a refusal for credits tells whether blocks hold some of them", func(f *fixture) {
+		f.granted(0, block(1, 1100, 99, 0), policy.Allowed, 100, 99)
+		held := func(c policy.Charge, want bool) {
+			f.t.Helper()
+			if r := f.charge(0, c); r.Outcome != policy.CreditsExhausted || r.Held != want || r.Block != 0 {
+				f.t.Fatalf("Charge(cost %d, end %d) = %s, held %v, block %d; want refused, held %v",
+					c.Cost, c.EndBlock, outcomeName(r.Outcome), r.Held, r.Block, want)
+			}
+		}
+		held(credits(1001, 1100), true)
+		// Allowed charges never say it.
+		if r := f.charge(0, credits(1, 1100)); r.Outcome != policy.Allowed || r.Held {
+			f.t.Fatalf("an allowed charge: %s, held %v", outcomeName(r.Outcome), r.Held)
+		}
+		// The block ends in the refused charge itself: nothing held.
+		held(block(1001, 1100, 0, 99), false)
+		f.granted(0, block(1, 1100, 90, 0), policy.Allowed, 192, 90)
+		f.returnBlock(90, 90)
+		held(credits(1000, 1100), false)
+	}},
 	{"a block that ends is dropped before the next one is weighed", func(f *fixture) {
 		f.granted(0, block(0, 1000, 90, 0), policy.Allowed, 90, 90)
 		// 910 - 80 = 830 left: 83 ≥ 80 once the 90 ended, but 83 < 90 + 80

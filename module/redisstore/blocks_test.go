@@ -180,7 +180,7 @@ func (l *creditLog) has(k policy.LicenseKey) bool {
 	return false
 }
 
-func TestWatchCreditsDeliversEveryGatewaysTopUpsAndResets(t *testing.T) {
+func TestWatchCreditsDeliversEveryGatewaysTopUpsResetsAndRecalls(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		addrs func(t *testing.T) []string
@@ -207,7 +207,11 @@ func TestWatchCreditsDeliversEveryGatewaysTopUpsAndResets(t *testing.T) {
 			if _, err := adjuster.AdjustCredits(ctx, reset, 0, true, time.Time{}); err != nil {
 				t.Fatal(err)
 			}
-			for _, k := range []policy.LicenseKey{topUp, reset} {
+			recalled := policy.LicenseKey{Issuer: "https://iss.example", Key: "recalled " + tc.name}
+			if err := adjuster.RecallBlocks(ctx, recalled); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []policy.LicenseKey{topUp, reset, recalled} {
 				waitUntil(t, fmt.Sprintf("the other gateway to learn of %q", k.Key), func() bool { return other.has(k) })
 				waitUntil(t, fmt.Sprintf("the adjusting gateway to learn of %q", k.Key), func() bool { return own.has(k) })
 			}

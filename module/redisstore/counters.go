@@ -37,14 +37,16 @@ func (s *Store) Charge(ctx context.Context, c *policy.Charge) (policy.Result, er
 	if !ok1 || !ok2 || !ok3 || err != nil {
 		return policy.Result{}, storeErr("charge", fmt.Errorf("unexpected reply %v", v))
 	}
-	res := policy.Result{Used: used, Block: block}
+	res := policy.Result{Used: used}
 	switch code {
 	case 0:
 		res.Outcome = policy.Allowed
+		res.Block = block
 	case 1:
 		res.Outcome = policy.Revoked
 	case 2:
 		res.Outcome = policy.CreditsExhausted
+		res.Held = block != 0
 	case 3:
 		res.Outcome = policy.SeatsFull
 		res.RetryAfter = time.Duration(retry) * time.Millisecond
@@ -222,7 +224,7 @@ func (s *Store) AdjustCredits(ctx context.Context, key policy.LicenseKey, add in
 	if err1 != nil || err2 != nil {
 		return 0, storeErr("adjust credits", fmt.Errorf("unexpected reply %v", v))
 	}
-	s.publishCredits(ctx, key)
+	_ = s.publishCredits(ctx, key)
 	// As Usage reports it: blocks apart.
 	return used - leased, nil
 }

@@ -83,7 +83,9 @@ end
 // undone or charged before); used the credits used after the charge and
 // the block granted (before it when refused; "0" when revoked), as a
 // decimal string; retry_ms, for seats full, the milliseconds until the
-// oldest seat lapses (otherwise 0); block the credits granted (0: none).
+// oldest seat lapses (otherwise 0); block the credits granted (0: none),
+// or, for credits exhausted, 1 when gateways' blocks hold some of the
+// license's credits (the leased key exists), else 0.
 const chargeLua = unleaseLua + `
 local now = tonumber(ARGV[1])
 
@@ -144,7 +146,8 @@ local granted = 0
 local limit = tonumber(ARGV[3])
 if limit >= 0 then
   if tonumber(ARGV[2]) > limit - tonumber(used) then
-    return {2, used, 0, 0}
+    lapse(KEYS[7])
+    return {2, used, 0, redis.call('EXISTS', KEYS[7])}
   end
   if ARGV[2] ~= '0' then
     flags = flags + 1
