@@ -257,9 +257,10 @@ func (rep *report) markdown() string {
 		w("and its licenses' request rates (judged over 4 s) age, so without it every run would measure C starting cold, ")
 		w("which a gateway under steady load never is. The `store trips` column shows what remains. At the pools, where a ")
 		w("license sees about a request a second or less, a lead-in this short does not reach the steady state either: ")
-		w("the licenses take their blocks (at least 32 requests) in it, and few run out in the measured run, so C's ")
-		w("store trips there are below the steady state's (0.039 a request at 1 a second per license, 0.173 at 0.5, in ")
-		w("the module's virtual-clock test `TestQuietLicensesMakeFewStoreRoundTrips`).\n")
+		w("licenses that showed too few requests in it take their first block (at least 32 requests) in the measured run, ")
+		w("while the blocks taken in the lead-in rarely run out in it. Compare C's store trips there with the steady ")
+		w("state's: 0.039 a request at 1 a second per license, 0.173 at 0.5, in the module's virtual-clock test ")
+		w("`TestQuietLicensesMakeFewStoreRoundTrips`.\n")
 	}
 	w("- The hot token goes with every request (`wrk -H`); pool tokens are pre-formatted per wrk thread by `bench.lua` ")
 	w("and sent in the order of the workload's index sequence. Tokens are minted once into a cache directory ")
