@@ -142,6 +142,7 @@ type licenseBlock struct {
 	end       int64
 	endedAt   time.Time
 	reserving bool // a charge asking a block is in flight
+	dropGrant bool // the block it brings goes back at once (dropped meanwhile)
 	// used is the highest credits-used figure the store gave since the
 	// license's counts last changed outside this gateway's charges (see
 	// noteUsed), less what its returns gave back.
@@ -280,10 +281,14 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 	if !e.reserving && e.size == 0 && e.hasUsed {
 		if want := e.want(rate, long, a.cost, a.limit); want > 0 {
 			e.reserving = true
-			p.ask, p.end = want, e.end
-			e.end = 0
+			p.ask = want
 		}
 	}
+	// A block served out is ended in the next charge sent, whatever it
+	// is: it leaves the entry with that one charge, so the store stops
+	// counting it as leased (a refusal then tells Held only of credits a
+	// recall can bring back).
+	p.end, e.end = e.end, 0
 	s.mu.Unlock()
 	return p
 }
@@ -398,6 +403,9 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 	if e == nil {
 		return used
 	}
+	if e.lastSeen.IsZero() {
+		e.lastSeen = a.now // made here: forgotten when idle, as any
+	}
 	defer func() {
 		if e.size > 0 {
 			// A reply that ran before the block's grant may come after it:
@@ -412,17 +420,19 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 			s.live = append(s.live, liveBlock{a.key, e})
 		}
 	}()
+	if err != nil && !sent {
+		// The charge never reached the store: the ended block is still
+		// leased there.
+		e.end += p.end
+	}
+	// A charge in doubt is voided with its Block (the store gives a
+	// granted block back): its EndBlock may or may not have run, so it
+	// is not sent again, leaving at worst credits counted as leased
+	// until the counters expire.
+	drop := false
 	if p.ask > 0 {
 		e.reserving = false
-		if err != nil && !sent {
-			// The charge never reached the store: the ended block is
-			// still leased there.
-			e.end += p.end
-		}
-		// A charge in doubt is voided with its Block (the store gives
-		// a granted block back): its EndBlock may or may not have run,
-		// so it is not sent again, leaving at worst credits counted as
-		// leased until the counters expire.
+		drop, e.dropGrant = e.dropGrant, false
 	}
 	if err != nil {
 		return used
@@ -435,9 +445,13 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 		}
 		if p.ask > 0 {
 			if res.Block > 0 {
-				if t.closed.Load() {
+				if t.closed.Load() || drop {
+					// Given back at once: the table closed, or the
+					// license's blocks were dropped (a recall, a credits
+					// change) while this reservation was in flight.
+					e.used -= res.Block
 					t.returnLater(a.key, blockReturn{size: res.Block, unused: res.Block})
-					return used
+					return used - res.Block
 				}
 				// Generations are unique in the table, so a refund never
 				// mistakes a later entry's block for its own.
@@ -552,6 +566,10 @@ func (s *blockShard) forget(key policy.LicenseKey) blockReturn {
 		return blockReturn{}
 	}
 	e.hasUsed, e.cap = false, 0
+	if e.reserving {
+		// The block that reservation may bring is dropped too.
+		e.dropGrant = true
+	}
 	return e.detach()
 }
 
@@ -559,6 +577,9 @@ func (s *blockShard) forget(key policy.LicenseKey) blockReturn {
 // back (policy.Blocks.RecallBlocks). A recall that fails is not retried:
 // the next refusal recalls again, and the blocks go back when idle anyway.
 func (t *blockTable) recallLater(key policy.LicenseKey) {
+	if t.closed.Load() {
+		return
+	}
 	blockRecalls.Inc()
 	t.pending.Add(1)
 	go func() {

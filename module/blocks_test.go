@@ -24,6 +24,8 @@ type blockStore struct {
 	returns atomic.Int64 // blocks returned
 	batches atomic.Int64 // ReturnBlocks calls: round trips
 	recalls atomic.Int64 // RecallBlocks calls
+	// recalled are the recalls not yet delivered (deliverRecalls).
+	recalled []policy.LicenseKey
 	fail    error        // Charge fails with it, counting nothing
 	// failReturn: the returns of these licenses fail, changing nothing.
 	failReturn map[policy.LicenseKey]bool
@@ -95,12 +97,26 @@ func (s *blockStore) WatchCredits(f func(policy.LicenseKey)) (stop func()) {
 	return func() {}
 }
 
-// RecallBlocks delivers the recall to the watching table, as the store's
-// message would.
+// RecallBlocks keeps the recall for deliverRecalls, which the test calls
+// when the store's message should arrive.
 func (s *blockStore) RecallBlocks(_ context.Context, key policy.LicenseKey) error {
 	s.recalls.Add(1)
-	s.changed(key)
+	s.mu.Lock()
+	s.recalled = append(s.recalled, key)
+	s.mu.Unlock()
 	return nil
+}
+
+// deliverRecalls delivers the recalls kept so far to every watching
+// table, as the store's message would.
+func (s *blockStore) deliverRecalls() {
+	s.mu.Lock()
+	keys := s.recalled
+	s.recalled = nil
+	s.mu.Unlock()
+	for _, k := range keys {
+		s.changed(k)
+	}
 }
 
 // changed tells every watching table that key's credits changed.
@@ -899,10 +915,12 @@ func TestARefusalForCreditsRecallsTheOtherGatewaysBlocks(t *testing.T) {
 		}
 	}
 	other.pending.Wait()
-	holder.pending.Wait()
 	if n := s.recalls.Load(); n != 1 {
 		t.Errorf("%d recalls for three refusals within %v, want 1", n, blockRecallEvery)
 	}
+	s.deliverRecalls()
+	other.pending.Wait()
+	holder.pending.Wait()
 	if used, leased := s.counts(testLicense); leased != 0 || used != limit-block {
 		t.Fatalf("after the recall the store holds used %d, leased %d; want %d, 0", used, leased, limit-block)
 	}
@@ -921,18 +939,50 @@ func TestARefusalForCreditsRecallsTheOtherGatewaysBlocks(t *testing.T) {
 		t.Errorf("served %d after the recall, want the block's %d", served, block)
 	}
 	// Refused with nothing in blocks (the other gateway's own blocks of
-	// the last stretch returned, served out or idle): no recall.
-	other.sweep(b.now.Add(blockIdle))
+	// the last stretch, served out, ended in its charges): no recall.
 	other.pending.Wait()
 	if _, leased := s.counts(testLicense); leased != 0 {
-		t.Fatalf("leased %d after the sweep", leased)
+		t.Fatalf("leased %d once every credit was served", leased)
 	}
-	b.now = b.now.Add(blockIdle + blockRecallEvery)
+	b.now = b.now.Add(blockRecallEvery)
 	if ok, _, _ := request(t, other, s, b); ok {
 		t.Fatal("a request was served beyond the credits")
 	}
 	other.pending.Wait()
 	if n := s.recalls.Load(); n != 1 {
 		t.Errorf("%d recalls, want still 1: no block held any credits", n)
+	}
+}
+
+func TestABlockGrantedWhileItsLicenseWasRecalledGoesBackAtOnce(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(t, s)
+	now := time.Unix(1_000_000, 0)
+	a := chargeAsk{key: testLicense, cost: 1, limit: 1 << 40, now: now}
+	request(t, tb, s, a) // the first request is charged alone
+	a.now = now.Add(time.Millisecond)
+	plan := tb.begin(&a)
+	if plan.ask == 0 {
+		t.Fatal("the second request asked no block")
+	}
+	// The reservation is in flight when the recall (or a credits change)
+	// arrives; its reply, with the block granted, comes after.
+	c := policy.Charge{Key: a.key, Cost: a.cost, Limit: a.limit, Block: plan.ask, EndBlock: plan.end}
+	res, err := s.Charge(context.Background(), &c)
+	if err != nil || res.Block != plan.ask {
+		t.Fatalf("charge: %+v, %v", res, err)
+	}
+	s.changed(testLicense)
+	tb.pending.Wait()
+	used := tb.finish(&a, plan, res, nil, true)
+	tb.pending.Wait()
+	if su, leased := s.counts(testLicense); leased != 0 || su != 2 {
+		t.Errorf("the store holds used %d, leased %d; want 2, 0: the block went back unused", su, leased)
+	}
+	if used != 2 {
+		t.Errorf("the credits used shown are %d, want 2", used)
+	}
+	if _, trip, _ := request(t, tb, s, a); !trip {
+		t.Error("a request was served from a block given back")
 	}
 }

@@ -37,7 +37,7 @@ var (
 	})
 	blocksReturned = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "licensegate_blocks_returned_total",
-		Help: "Credit blocks this gateway gave back to the counter store (idle, revoked, credits changed, config unloaded).",
+		Help: "Credit blocks this gateway gave back to the counter store (idle, revoked, credits changed, recalled, config unloaded).",
 	})
 	blockRecalls = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "licensegate_block_recalls_total",

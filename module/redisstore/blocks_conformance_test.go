@@ -121,6 +121,8 @@ var blockConformance = []struct {
 			}
 		}
 		held(credits(1001, 1100), true)
+		// Not when even all blocks back would leave too little.
+		held(credits(1100, 1100), false)
 		// Allowed charges never say it.
 		if r := f.charge(0, credits(1, 1100)); r.Outcome != policy.Allowed || r.Held {
 			f.t.Fatalf("an allowed charge: %s, held %v", outcomeName(r.Outcome), r.Held)

@@ -84,8 +84,9 @@ end
 // the block granted (before it when refused; "0" when revoked), as a
 // decimal string; retry_ms, for seats full, the milliseconds until the
 // oldest seat lapses (otherwise 0); block the credits granted (0: none),
-// or, for credits exhausted, 1 when gateways' blocks hold some of the
-// license's credits (the leased key exists), else 0.
+// or, for credits exhausted, 1 when gateways' blocks hold enough of the
+// license's credits that their return could let the charge through
+// (cost ≤ limit - used + leased), else 0.
 const chargeLua = unleaseLua + `
 local now = tonumber(ARGV[1])
 
@@ -146,8 +147,15 @@ local granted = 0
 local limit = tonumber(ARGV[3])
 if limit >= 0 then
   if tonumber(ARGV[2]) > limit - tonumber(used) then
+    -- Held: blocks hold enough of the license's credits that giving
+    -- them back could let this charge through.
     lapse(KEYS[7])
-    return {2, used, 0, redis.call('EXISTS', KEYS[7])}
+    local held = 0
+    local leased = redis.call('GET', KEYS[7])
+    if leased and tonumber(ARGV[2]) <= limit - tonumber(used) + tonumber(leased) then
+      held = 1
+    end
+    return {2, used, 0, held}
   end
   if ARGV[2] ~= '0' then
     flags = flags + 1
