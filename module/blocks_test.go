@@ -26,7 +26,7 @@ type blockStore struct {
 	recalls atomic.Int64 // RecallBlocks calls
 	// recalled are the recalls not yet delivered (deliverRecalls).
 	recalled []policy.LicenseKey
-	fail    error        // Charge fails with it, counting nothing
+	fail     error // Charge fails with it, counting nothing
 	// failReturn: the returns of these licenses fail, changing nothing.
 	failReturn map[policy.LicenseKey]bool
 	undos      []policy.Undo
