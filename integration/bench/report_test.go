@@ -283,3 +283,48 @@ func TestCheckChargedAllowsOnlyTheRequestsInFlight(t *testing.T) {
 		})
 	}
 }
+
+func TestThePacedCPURatioTakesOutTheMachinesPace(t *testing.T) {
+	o := testOptions(t, "-quick", "-curve=false")
+	p := newPlan(&o, 20000)
+	var runs []result
+	add := func(inst string, round int, caddy, upstream time.Duration) {
+		for _, g := range p.groups {
+			runs = append(runs, result{workload: g.w.key, instance: inst, round: round, rps: 1000, requests: 1000,
+				cpu: cpuUse{caddy: 1000 * caddy, upstream: 1000 * upstream}, hitRatio: math.NaN(), trips: math.NaN()})
+		}
+	}
+	// In round 1 the machine ran 10 % slower during C's run: the upstream,
+	// whose work is the same, shows it too. C's gate costs 5 %.
+	add("A", 1, 100*time.Microsecond, 40*time.Microsecond)
+	add("B", 1, 100*time.Microsecond, 40*time.Microsecond)
+	add("C", 1, 115500*time.Nanosecond, 44*time.Microsecond)
+	add("A", 2, 100*time.Microsecond, 40*time.Microsecond)
+	add("B", 2, 100*time.Microsecond, 40*time.Microsecond)
+	add("C", 2, 105*time.Microsecond, 40*time.Microsecond)
+	rep := buildReport(o, &environment{nproc: 2, pinning: "not pinned"}, p, runs, nil, nil)
+	c := rep.cell("hot", "C")
+	if c == nil || math.Abs(c.paceRatio.lo-1.05) > 1e-9 || math.Abs(c.paceRatio.hi-1.05) > 1e-9 {
+		t.Fatalf("C's paced CPU ratio %+v, want 1.05 in both rounds", c.paceRatio)
+	}
+	if math.Abs(c.cpuRatio.hi-1.155) > 1e-9 {
+		t.Errorf("C's plain CPU ratio %+v, want up to 1.155", c.cpuRatio)
+	}
+	md := rep.markdown()
+	for _, want := range []string{
+		"| 1.050 [range 1.050, 1.050] |",
+		"| C (Redis), hot token, Caddy CPU ÷ upstream ×A | ≤ 1.05 | 1.050 [range 1.050, 1.050] | met |",
+		"[range 1.050, 1.155] | open (the interval holds the target) |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the results lack %q", want)
+		}
+	}
+	// Without the upstream's CPU there is nothing to pace by.
+	for i := range runs {
+		runs[i].cpu.upstream = 0
+	}
+	if c := buildReport(o, &environment{nproc: 2, pinning: "not pinned"}, p, runs, nil, nil).cell("hot", "C"); c.paceRatio.ok() {
+		t.Errorf("a paced ratio %+v without the upstream's CPU", c.paceRatio)
+	}
+}
