@@ -54,7 +54,10 @@ func (rep *report) markdown() string {
 	w("is the steadier measure of the gate's own cost. `all CPU` adds wrk, the upstream and Redis. ")
 	w("The machine's pace still moves it (on a shared machine the upstream's CPU per request, the same work in every ")
 	w("configuration, moves as much), so `÷ upstream ×A` divides each run's Caddy CPU by its upstream's before the ")
-	w("pairing: what is left is the gate's cost with the pace of the run taken out.\n\n")
+	w("pairing, which takes the pace of the run out and gives much narrower intervals. It reads low: the upstream's ")
+	w("CPU per request also rises when a gate in front slows Caddy and changes how requests reach it (fewer per ")
+	w("wake-up), with the memory store as with Redis, so part of what it divides out is the gate's doing. Take it as ")
+	w("a lower bound of the gate's cost, the plain ratio as an upper one.\n\n")
 	w("| scenario | tokens | req/s | ×A | Caddy CPU/req | Caddy CPU ×A | ÷ upstream ×A | all CPU/req | p99 | p99 added |\n")
 	w("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, g := range rep.plan.groups {

@@ -212,8 +212,10 @@ func buildReport(o options, env *environment, p *plan, runs []result, stages []m
 // does the same work for every request in every configuration (the gate
 // adds nothing to what it is sent), so its CPU time per request tells how
 // fast the machine ran during this very run, and dividing by it takes the
-// machine's pace out of Caddy's figure. ok is false when either is
-// unknown.
+// machine's pace out of Caddy's figure. It reads low: a gate that slows
+// Caddy also changes how requests reach the upstream (fewer per wake-up),
+// which raises the upstream's CPU per request too. ok is false when
+// either is unknown.
 func (r result) paced() (float64, bool) {
 	if r.cpu.caddy <= 0 || r.cpu.upstream <= 0 {
 		return 0, false
