@@ -220,14 +220,7 @@ func TestTheLastStretchOfABudgetIsChargedOneByOne(t *testing.T) {
 	key, site := blocksSite(t, addrs, "")
 	gates := []*Caddy{StartCaddy(t, site, CaddyOptions{Globals: "metrics"}), StartCaddy(t, site, CaddyOptions{Globals: "metrics"}),
 		StartCaddy(t, site, CaddyOptions{Globals: "metrics"})}
-	plain := key.Sign(t, Std())
-	for _, c := range gates {
-		WaitFor(t, 10*time.Second, "every gateway to read the revocations", func() bool {
-			before := scriptCalls(t, addrs)
-			c.Get(t, "/", plain)
-			return scriptCalls(t, addrs) == before
-		})
-	}
+	readRevocations(t, addrs, key.Sign(t, Std()), gates...)
 	const credits = 3000
 	claims := Std("credits", credits)
 	tok, jti := key.Sign(t, claims), claims["jti"].(string)
@@ -252,14 +245,7 @@ func TestARefusalForCreditsRecallsTheOtherGatewaysBlocks(t *testing.T) {
 			key, site := blocksSite(t, addrs, "")
 			holder := StartCaddy(t, site, CaddyOptions{Globals: "metrics"})
 			other := StartCaddy(t, site, CaddyOptions{Globals: "metrics"})
-			plain := key.Sign(t, Std())
-			for _, c := range []*Caddy{holder, other} {
-				WaitFor(t, 10*time.Second, "the gateway to read the revocations", func() bool {
-					before := scriptCalls(t, addrs)
-					c.Get(t, "/", plain)
-					return scriptCalls(t, addrs) == before
-				})
-			}
+			readRevocations(t, addrs, key.Sign(t, Std()), holder, other)
 			const credits = 400
 			claims := Std("credits", credits)
 			tok, jti := key.Sign(t, claims), claims["jti"].(string)
@@ -433,12 +419,7 @@ func TestADeviceHoldingItsSeatRefreshesItAtMostOncePerSecond(t *testing.T) {
 	key, site := blocksSite(t, addrs, "")
 	c := StartCaddy(t, site)
 	tok := key.Sign(t, Std("seats", 2))
-	WaitFor(t, 10*time.Second, "the gateway to read the revocations", func() bool {
-		plain := key.Sign(t, Std())
-		before := scriptCalls(t, addrs)
-		c.Get(t, "/", plain)
-		return scriptCalls(t, addrs) == before
-	})
+	readRevocations(t, addrs, key.Sign(t, Std()), c)
 	before := scriptCalls(t, addrs)
 	start := time.Now()
 	const n = 100

@@ -49,13 +49,7 @@ func TestRevocationsArePushedToEveryGateway(t *testing.T) {
 				}
 				// A gateway asks the store until it has read the revocations
 				// once, just after it starts.
-				WaitFor(t, 10*time.Second, "every gateway to answer from its revocation set", func() bool {
-					before := scriptCalls(t, addrs)
-					for _, c := range gates {
-						c.Get(t, "/", plain)
-					}
-					return scriptCalls(t, addrs) == before
-				})
+				readRevocations(t, addrs, plain, gates...)
 				const n = 60
 				before := scriptCalls(t, addrs)
 				for i := range n {
@@ -176,6 +170,20 @@ func untilStatus(t *testing.T, c *Caddy, tok string, want int, start time.Time) 
 			t.Fatalf("still %d after 10 s, want %d", resp.StatusCode, want)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// readRevocations waits until each gateway answers a token without credits
+// or seats from its revocation set, with no script run: it has read the
+// revocations once (blocks are served only after that).
+func readRevocations(t *testing.T, addrs []string, plain string, gates ...*Caddy) {
+	t.Helper()
+	for _, c := range gates {
+		WaitFor(t, 10*time.Second, "the gateway to read the revocations", func() bool {
+			before := scriptCalls(t, addrs)
+			c.Get(t, "/", plain)
+			return scriptCalls(t, addrs) == before
+		})
 	}
 }
 

@@ -473,7 +473,8 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 		}
 	case policy.CreditsExhausted:
 		e.noteUsed(res.Used)
-		if res.Held && (e.recalled.IsZero() || a.now.Sub(e.recalled) >= blockRecallEvery) {
+		// (From a zero time, Sub saturates far above blockRecallEvery.)
+		if res.Held && a.now.Sub(e.recalled) >= blockRecallEvery {
 			e.recalled = a.now
 			t.recallLater(a.key)
 		}
@@ -581,13 +582,7 @@ func (t *blockTable) recallLater(key policy.LicenseKey) {
 		return
 	}
 	blockRecalls.Inc()
-	t.pending.Add(1)
-	go func() {
-		defer t.pending.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
-		defer cancel()
-		_ = t.blocks.RecallBlocks(ctx, key)
-	}()
+	t.later(func(ctx context.Context) { _ = t.blocks.RecallBlocks(ctx, key) })
 }
 
 // returnLater sends r in the background.
@@ -595,12 +590,18 @@ func (t *blockTable) returnLater(key policy.LicenseKey, r blockReturn) {
 	if r.size == 0 {
 		return
 	}
+	t.later(func(ctx context.Context) { t.send(ctx, key, r) })
+}
+
+// later runs f in the background within the table's timeout; close
+// waits for it (pending).
+func (t *blockTable) later(f func(ctx context.Context)) {
 	t.pending.Add(1)
 	go func() {
 		defer t.pending.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), t.timeout)
 		defer cancel()
-		t.send(ctx, key, r)
+		f(ctx)
 	}()
 }
 
