@@ -20,6 +20,10 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/licensegate/licensegate/internal/testredis"
+	"github.com/licensegate/licensegate/policy"
 )
 
 // benchPoolSize is the pool of BenchmarkServeHTTPUncounted: the load
@@ -28,13 +32,18 @@ const benchPoolSize = 100_000
 
 // benchPoolDir keeps the benchmark's signing key and minted pool tokens
 // between runs: signing 100,000 RS256 tokens takes a minute or more on
-// a small machine, verifying them a few seconds.
-func benchPoolDir() string {
+// a small machine, verifying them a few seconds. Each kind of pool
+// (plain, with credits) has its own key and directory.
+func benchPoolDir(credits bool) string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "licensegate-module-bench")
+	dir = filepath.Join(dir, "licensegate-module-bench")
+	if credits {
+		dir = filepath.Join(dir, "credits")
+	}
+	return dir
 }
 
 // benchPoolFormat names the claims of the cached pool tokens; a change
@@ -46,17 +55,19 @@ const benchPoolFormat = "1"
 const benchPoolLifetime = 365 * 24 * time.Hour
 
 // loadBenchPool returns the key (which benchRSAKey then gives every
-// benchmark of the run) and n RS256 tokens without credits, each with
-// its own jti and sub, from the cache directory or minted into it.
-func loadBenchPool(b *testing.B, n int) []string {
+// fixture made after it) and n RS256 tokens, each with its own jti and
+// sub, from the cache directory or minted into it: without credits, or
+// with credits that never run out.
+func loadBenchPool(b *testing.B, n int, credits bool) []string {
 	b.Helper()
-	dir := benchPoolDir()
+	dir := benchPoolDir(credits)
 	if dir != "" {
 		if key, toks, err := readBenchPool(dir, n); err == nil {
 			benchKey.key, benchKey.err = key, nil
 			return toks
 		}
 	}
+	benchKey.key, benchKey.err = nil, nil // a new key: the other kind's may be another
 	key := benchRSAKey(b)
 	exp := time.Now().Add(benchPoolLifetime).Truncate(time.Second)
 	b.Logf("minting %d RS256 pool tokens (kept in %s for later runs)", n, dir)
@@ -66,10 +77,14 @@ func loadBenchPool(b *testing.B, n int) []string {
 	for w := range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
 			for i := w; i < n; i += runtime.GOMAXPROCS(0) {
-				tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+				claims := jwt.MapClaims{
 					"iss": "bench", "sub": fmt.Sprintf("user-%d", i), "jti": fmt.Sprintf("pool-%06d", i),
 					"iat": exp.Add(-benchPoolLifetime).Unix(), "exp": exp.Unix(), "items": []string{benchItemName},
-				})
+				}
+				if credits {
+					claims["credits"] = policy.MaxCredits
+				}
+				tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 				tok.Header["kid"] = "bench"
 				s, err := tok.SignedString(key)
 				if err != nil {
@@ -156,7 +171,7 @@ func BenchmarkServeHTTPUncounted(b *testing.B) {
 	var pool []string
 	poolOnce := func(b *testing.B) []string {
 		if pool == nil {
-			pool = loadBenchPool(b, benchPoolSize)
+			pool = loadBenchPool(b, benchPoolSize, false)
 		}
 		return pool
 	}
@@ -256,4 +271,101 @@ func (c *poolChain) request() *http.Request {
 	c.header[0] = strings.Clone(c.auth[c.seq[c.i&(len(c.seq)-1)]])
 	c.i++
 	return c.benchChain.request()
+}
+
+// benchCreditsPoolSize is the pool of BenchmarkServeHTTPCreditsPool: the
+// load harness's headline pool.
+const benchCreditsPoolSize = 10_000
+
+// BenchmarkServeHTTPCreditsPool is BenchmarkServeHTTP over 10,000
+// distinct licenses with credits, drawn uniformly: every request is
+// charged, most from the gateway's credit block of its license (with
+// Redis), and each touches that license's state in the verified-token
+// cache, the revocations and the block table, few of which stay in the
+// CPU's caches. "bare" is the per-request setup alone. Profile it with
+//
+//	go test -run '^$' -bench 'CreditsPool/redis' -cpuprofile cpu.out ./module/
+//	go tool pprof -top -cum -focus 'Gate..ServeHTTP' cpu.out
+func BenchmarkServeHTTPCreditsPool(b *testing.B) {
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	})
+	var pool []string
+	tokens := func(b *testing.B) []string {
+		if pool == nil {
+			pool = loadBenchPool(b, benchCreditsPoolSize, true)
+		}
+		return pool
+	}
+	b.Run("bare", func(b *testing.B) {
+		c := newPoolChain(b, tokens(b))
+		b.ReportAllocs()
+		defer reportCPU(b, processCPU())
+		for b.Loop() {
+			if err := next.ServeHTTP(c.w, c.request()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, st := range []struct {
+		name  string
+		store func(b *testing.B) *StoreConfig
+	}{
+		{"memory", func(*testing.B) *StoreConfig { return nil }},
+		{"redis", func(b *testing.B) *StoreConfig {
+			return &StoreConfig{Type: "redis", Addresses: []string{testredis.Start(b).Addr()}}
+		}},
+	} {
+		b.Run(st.name, func(b *testing.B) {
+			toks := tokens(b)
+			f := newBenchFixtureStore(b, st.store(b)) // after the pool: the key is the pool's
+			c := newPoolChain(b, toks)
+			// Verify and charge every license once, and again until the
+			// pushed revocations are known (before, every request asks
+			// the store), so the loop measures the steady state.
+			for round := 0; round < 2 || !revocationsKnown(f.gate); round++ {
+				if round > 50 {
+					b.Fatal("the store's revocations were never read")
+				}
+				for range toks {
+					if err := f.gate.ServeHTTP(c.w, c.request(), next); err != nil || c.w.status != http.StatusOK {
+						b.Fatalf("warm up: status %d, err %v", c.w.status, err)
+					}
+				}
+			}
+			b.ReportAllocs()
+			defer reportCPU(b, processCPU())
+			calls := storeCalls()
+			for b.Loop() {
+				if err := f.gate.ServeHTTP(c.w, c.request(), next); err != nil || c.w.status != http.StatusOK {
+					b.Fatalf("status %d, err %v", c.w.status, err)
+				}
+			}
+			b.ReportMetric(float64(storeCalls()-calls)/float64(b.N), "trips/op")
+			if c.w.h.Get(HeaderCreditsLimit) == "" {
+				b.Fatal("no credits header: the request was not charged")
+			}
+		})
+	}
+}
+
+// storeCalls is how many charges the gates sent to their stores (the
+// observations of licensegate_store_seconds).
+func storeCalls() uint64 {
+	var m dto.Metric
+	if err := storeSeconds.Write(&m); err != nil {
+		return 0
+	}
+	return m.GetHistogram().GetSampleCount()
+}
+
+// revocationsKnown reports whether g's store answers revocations in
+// process (always, for a store that keeps none).
+func revocationsKnown(g *Gate) bool {
+	if g.revocationView == nil {
+		return true
+	}
+	_, known := g.revocationView.IsRevoked(policy.LicenseKey{Issuer: "bench", Key: "x"}, time.Now())
+	return known
 }

@@ -100,7 +100,6 @@ type blockTable struct {
 	timeout time.Duration // per store call of the sweeper
 	now     func() time.Time
 	max     int64
-	seed    maphash.Seed // of the shards' hash
 	count   atomic.Int64
 	gens    atomic.Uint64 // the last block generation given out
 	shards  [blockShards]blockShard
@@ -117,7 +116,12 @@ type blockTable struct {
 
 type blockShard struct {
 	mu sync.Mutex
-	m  map[policy.LicenseKey]*licenseBlock
+	// m is keyed by the license key's hash (licenseKeyHash), which the
+	// verified-token cache keeps beside each token: a request's lookup
+	// then neither reads nor hashes the key's bytes. Two keys of one hash
+	// (2⁻⁶⁴ a pair) share nothing: the entry holds its key, and the
+	// other license is charged per request.
+	m map[uint64]*licenseBlock
 	// live lists the entries that hold a block or an ended one (and maybe
 	// some that no longer do, dropped by the next sweep), so that a sweep
 	// visits those, not every license the shard knows.
@@ -131,31 +135,36 @@ type liveBlock struct {
 }
 
 // licenseBlock is one license's state at this gateway; its shard's lock
-// guards it.
+// guards it. Times are unix nanoseconds (8 bytes, not a time.Time's 24),
+// and what a request served from the block reads comes first: at a pool
+// of thousands of licenses an entry is rarely in the CPU's caches, and
+// the served path then touches two of its three 64-byte lines.
 type licenseBlock struct {
+	key        policy.LicenseKey
 	size, left int64  // the live block (size 0: none)
 	gen        uint64 // the live block's generation
-	lastServe  time.Time
-	// end is a block fully served whose size the store still counts as
-	// leased: the next reservation ends it (Charge.EndBlock), or the
-	// sweeper returns it (a BlockReturn with nothing unused).
-	end       int64
-	endedAt   time.Time
-	reserving bool // a charge asking a block is in flight
-	dropGrant bool // the block it brings goes back at once (dropped meanwhile)
+	lastServe  int64
+	// The rate estimates: over blockWindow and blockLongWindow.
+	short, long rateWindow
+	lastSeen    int64
 	// used is the highest credits-used figure the store gave since the
 	// license's counts last changed outside this gateway's charges (see
 	// noteUsed), less what its returns gave back.
-	used     int64
+	used int64
+	// end is a block fully served whose size the store still counts as
+	// leased: the next reservation ends it (Charge.EndBlock), or the
+	// sweeper returns it (a BlockReturn with nothing unused).
+	end      int64
+	endedAt  int64
+	cap      int64            // halved when the store refuses a block, 0: none
+	capUntil int64            // when cap lapses: other gateways' blocks change
+	seats    map[string]int64 // device → when the store confirmed its seat
+	recalled int64            // when this gateway last recalled the license's blocks
 	hasUsed  bool
-	cap      int64     // halved when the store refuses a block, 0: none
-	capUntil time.Time // when cap lapses: other gateways' blocks change
-	// The rate estimates: over blockWindow and blockLongWindow.
-	short, long rateWindow
-	lastSeen    time.Time
-	seats       map[string]time.Time // device → when the store confirmed its seat
-	listed      bool                 // in its shard's live list
-	recalled    time.Time            // when this gateway last recalled the license's blocks
+	// reserving: a charge asking a block is in flight; dropGrant: the
+	// block it brings goes back at once (dropped meanwhile).
+	reserving, dropGrant bool
+	listed               bool // in its shard's live list
 }
 
 // blockUnused is the credits leased in blocks and not yet served at this
@@ -164,9 +173,9 @@ var blockUnused atomic.Int64
 
 func newBlockTable(b policy.Blocks, view policy.RevocationView, timeout time.Duration) *blockTable {
 	t := &blockTable{blocks: b, view: view, timeout: timeout, now: time.Now, max: DefaultBlockTable,
-		seed: maphash.MakeSeed(), stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{})}
 	for i := range t.shards {
-		t.shards[i].m = map[policy.LicenseKey]*licenseBlock{}
+		t.shards[i].m = map[uint64]*licenseBlock{}
 	}
 	return t
 }
@@ -195,35 +204,55 @@ func (t *blockTable) sweeper() {
 	}
 }
 
-// shard is the shard of key.
-func (t *blockTable) shard(key policy.LicenseKey) *blockShard {
-	return &t.shards[maphash.Comparable(t.seed, key)%blockShards]
+// licenseKeySeed seeds licenseKeyHash, for the life of the process: the
+// verified-token cache and every block table hash alike.
+var licenseKeySeed = maphash.MakeSeed()
+
+// licenseKeyHash keys a license's entry in a block table.
+func licenseKeyHash(key policy.LicenseKey) uint64 { return maphash.Comparable(licenseKeySeed, key) }
+
+// shard is the shard of the license key of hash h.
+func (t *blockTable) shard(h uint64) *blockShard {
+	return &t.shards[h%blockShards]
 }
 
-// entry is key's state, made when add is set and the table has room;
-// the shard's lock is held.
-func (t *blockTable) entry(s *blockShard, key policy.LicenseKey, add bool) *licenseBlock {
-	if e := s.m[key]; e != nil || !add {
+// entry is key's state (h its hash), made when add is set and the table
+// has room; the shard's lock is held. A key whose hash another key's
+// entry holds has none.
+func (t *blockTable) entry(s *blockShard, key policy.LicenseKey, h uint64, add bool) *licenseBlock {
+	if e := s.m[h]; e != nil || !add {
+		if e != nil && e.key != key {
+			return nil
+		}
 		return e
 	}
 	if t.count.Add(1) > t.max {
 		t.count.Add(-1)
 		return nil
 	}
-	e := &licenseBlock{}
-	s.m[key] = e
+	e := &licenseBlock{key: key}
+	s.m[h] = e
 	return e
 }
 
 // chargeAsk is one request's counting request to the table.
 type chargeAsk struct {
 	key   policy.LicenseKey
+	hash  uint64 // licenseKeyHash(key); 0: not computed yet (see keyHash)
 	cost  int64
 	limit int64 // -1: the token has no credits
 	seats int64
 	hw    string
 	fresh time.Duration // how long a confirmed seat needs no refresh
 	now   time.Time
+}
+
+// keyHash is licenseKeyHash(a.key), computed once.
+func (a *chargeAsk) keyHash() uint64 {
+	if a.hash == 0 {
+		a.hash = licenseKeyHash(a.key)
+	}
+	return a.hash
 }
 
 // blockPlan is the table's answer: either served (nothing to ask the
@@ -244,15 +273,16 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 		return blockPlan{}
 	}
 	t.start()
-	s := t.shard(a.key)
+	h, now := a.keyHash(), a.now.UnixNano()
+	s := t.shard(h)
 	s.mu.Lock()
-	e := t.entry(s, a.key, true)
+	e := t.entry(s, a.key, h, true)
 	if e == nil {
 		s.mu.Unlock()
 		return blockPlan{}
 	}
-	rate, long := e.hit(a.now)
-	seatOK := a.seats == 0 || e.seatFresh(a.hw, a.now, a.fresh)
+	rate, long := e.hit(now)
+	seatOK := a.seats == 0 || e.seatFresh(a.hw, now, a.fresh)
 	if a.limit < 0 {
 		s.mu.Unlock()
 		return blockPlan{served: seatOK && a.seats > 0}
@@ -265,17 +295,17 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 	if seatOK && e.size > 0 {
 		e.left -= a.cost
 		blockUnused.Add(-a.cost)
-		e.lastServe = a.now
+		e.lastServe = now
 		p := blockPlan{served: true, gen: e.gen, used: e.used - e.left}
 		if e.left == 0 {
-			e.end, e.endedAt = e.end+e.size, a.now
+			e.end, e.endedAt = e.end+e.size, now
 			e.size = 0
 		}
 		s.mu.Unlock()
 		return p
 	}
 	var p blockPlan
-	if e.cap > 0 && !a.now.Before(e.capUntil) {
+	if e.cap > 0 && now >= e.capUntil {
 		e.cap = 0
 	}
 	if !e.reserving && e.size == 0 && e.hasUsed {
@@ -295,7 +325,7 @@ func (t *blockTable) begin(a *chargeAsk) blockPlan {
 
 // hit counts a request in the rate estimates and returns them: requests
 // in the last blockWindow and in the last blockLongWindow.
-func (e *licenseBlock) hit(now time.Time) (rate, long int64) {
+func (e *licenseBlock) hit(now int64) (rate, long int64) {
 	e.lastSeen = now
 	return e.short.hit(now, blockWindow), e.long.hit(now, blockLongWindow)
 }
@@ -304,26 +334,28 @@ func (e *licenseBlock) hit(now time.Time) (rate, long int64) {
 // intervals of its length: the current one's count, and the one before's
 // weighted by how much of it the window still covers.
 type rateWindow struct {
-	start     time.Time
+	start     int64 // unix nanoseconds
 	cur, prev int64
 }
 
-// hit counts a request at now and returns the estimate over length.
-func (w *rateWindow) hit(now time.Time, length time.Duration) int64 {
-	el := now.Sub(w.start)
-	if el >= length || el < 0 {
-		if el < 2*length && el >= 0 {
+// hit counts a request at now (unix nanoseconds) and returns the
+// estimate over length.
+func (w *rateWindow) hit(now int64, length time.Duration) int64 {
+	n := int64(length)
+	el := now - w.start
+	if el >= n || el < 0 {
+		if el < 2*n && el >= 0 {
 			w.prev = w.cur
-			w.start = w.start.Add(length)
+			w.start += n
 		} else {
 			w.prev = 0
 			w.start = now
 		}
 		w.cur = 0
-		el = now.Sub(w.start)
+		el = now - w.start
 	}
 	w.cur++
-	return w.cur + w.prev*int64(length-el)/int64(length)
+	return w.cur + w.prev*(n-el)/n
 }
 
 // want is the block to ask for, in whole requests' credits: for a license
@@ -356,9 +388,9 @@ func (e *licenseBlock) want(rate, long, cost, limit int64) int64 {
 
 // seatFresh reports whether the store confirmed hw's seat less than
 // fresh ago.
-func (e *licenseBlock) seatFresh(hw string, now time.Time, fresh time.Duration) bool {
+func (e *licenseBlock) seatFresh(hw string, now int64, fresh time.Duration) bool {
 	at, ok := e.seats[hw]
-	return ok && fresh > 0 && now.Sub(at) < fresh && !now.Before(at)
+	return ok && fresh > 0 && now-at < int64(fresh) && now >= at
 }
 
 // holds reports whether e holds a block, live or ended, that the store
@@ -367,7 +399,7 @@ func (e *licenseBlock) holds() bool { return e.size > 0 || e.end > 0 }
 
 // idleSince is when e's block last served a request: the live block's
 // last request, or when the ended one was served out.
-func (e *licenseBlock) idleSince() time.Time {
+func (e *licenseBlock) idleSince() int64 {
 	if e.size > 0 {
 		return e.lastServe
 	}
@@ -396,15 +428,16 @@ type blockReturn struct{ size, unused int64 }
 // charge: the store's figure less what this gateway's block still holds.
 func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err error, sent bool) (used int64) {
 	used = res.Used
-	s := t.shard(a.key)
+	h, now := a.keyHash(), a.now.UnixNano()
+	s := t.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := t.entry(s, a.key, err == nil && (res.Outcome == policy.Allowed || res.Held))
+	e := t.entry(s, a.key, h, err == nil && (res.Outcome == policy.Allowed || res.Held))
 	if e == nil {
 		return used
 	}
-	if e.lastSeen.IsZero() {
-		e.lastSeen = a.now // made here: forgotten when idle, as any
+	if e.lastSeen == 0 {
+		e.lastSeen = now // made here: forgotten when idle, as any
 	}
 	defer func() {
 		if e.size > 0 {
@@ -441,7 +474,7 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 	case policy.Allowed:
 		e.noteUsed(res.Used)
 		if a.seats > 0 {
-			e.confirmSeat(a.hw, a.now)
+			e.confirmSeat(a.hw, now)
 		}
 		if p.ask > 0 {
 			if res.Block > 0 {
@@ -457,7 +490,7 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 				// mistakes a later entry's block for its own.
 				e.size, e.left = res.Block, res.Block
 				e.gen = t.gens.Add(1)
-				e.lastServe = a.now
+				e.lastServe = now
 				if e.cap > 0 {
 					// Grants again: let blocks grow back.
 					e.cap *= 2
@@ -468,14 +501,14 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 				blockUnused.Add(res.Block)
 				blocksTaken.Inc()
 			} else {
-				e.cap, e.capUntil = p.ask/2, a.now.Add(blockIdle)
+				e.cap, e.capUntil = p.ask/2, now+int64(blockIdle)
 			}
 		}
 	case policy.CreditsExhausted:
 		e.noteUsed(res.Used)
-		// (From a zero time, Sub saturates far above blockRecallEvery.)
-		if res.Held && a.now.Sub(e.recalled) >= blockRecallEvery {
-			e.recalled = a.now
+		// (Never recalled: recalled is 0, decades before now.)
+		if res.Held && now-e.recalled >= int64(blockRecallEvery) {
+			e.recalled = now
 			t.recallLater(a.key)
 		}
 	case policy.Revoked:
@@ -505,13 +538,13 @@ func (e *licenseBlock) noteUsed(used int64) {
 
 // confirmSeat notes that the store confirmed hw's seat at now; the
 // shard's lock is held.
-func (e *licenseBlock) confirmSeat(hw string, now time.Time) {
+func (e *licenseBlock) confirmSeat(hw string, now int64) {
 	if e.seats == nil {
-		e.seats = map[string]time.Time{}
+		e.seats = map[string]int64{}
 	}
 	if _, ok := e.seats[hw]; !ok && len(e.seats) >= blockSeatsPerLicense {
 		for d, at := range e.seats {
-			if now.Sub(at) >= maxSeatFresh {
+			if now-at >= int64(maxSeatFresh) {
 				delete(e.seats, d)
 			}
 		}
@@ -525,10 +558,11 @@ func (e *licenseBlock) confirmSeat(hw string, now time.Time) {
 // refund gives cost back to the block of generation gen when it still
 // lives; false when it does not (the store must refund).
 func (t *blockTable) refund(key policy.LicenseKey, gen uint64, cost int64) bool {
-	s := t.shard(key)
+	h := licenseKeyHash(key)
+	s := t.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[key]
+	e := t.entry(s, key, h, false)
 	if e == nil || e.size == 0 || e.gen != gen || e.left+cost > e.size {
 		return false
 	}
@@ -540,9 +574,10 @@ func (t *blockTable) refund(key policy.LicenseKey, gen uint64, cost int64) bool 
 // drop returns key's block, if any, and waits for the store's answer
 // (the admin API, before it changes the license's credits).
 func (t *blockTable) drop(ctx context.Context, key policy.LicenseKey) {
-	s := t.shard(key)
+	h := licenseKeyHash(key)
+	s := t.shard(h)
 	s.mu.Lock()
-	r := s.forget(key)
+	r := t.forget(s, key, h)
 	s.mu.Unlock()
 	t.send(ctx, key, r)
 }
@@ -552,17 +587,18 @@ func (t *blockTable) drop(ctx context.Context, key policy.LicenseKey) {
 // shard's lock, so that close, which takes every shard's lock, waits
 // for it.
 func (t *blockTable) dropAsync(key policy.LicenseKey) {
-	s := t.shard(key)
+	h := licenseKeyHash(key)
+	s := t.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t.returnLater(key, s.forget(key))
+	t.returnLater(key, t.forget(s, key, h))
 }
 
 // forget ends key's blocks and forgets what the table knew of its counts
 // (they changed elsewhere), returning what the store must be told; the
 // shard's lock is held.
-func (s *blockShard) forget(key policy.LicenseKey) blockReturn {
-	e := s.m[key]
+func (t *blockTable) forget(s *blockShard, key policy.LicenseKey, h uint64) blockReturn {
+	e := t.entry(s, key, h, false)
 	if e == nil {
 		return blockReturn{}
 	}
@@ -671,6 +707,7 @@ var errNoAnswer = errors.New("the store gave no answer for this return")
 // blockEntryIdle in one shard of blockForgetEvery. Its cost grows with
 // the licenses holding a block, not with all the table knows.
 func (t *blockTable) sweep(now time.Time) {
+	ns := now.UnixNano()
 	n := t.sweeps.Add(1)
 	checkRevoked := n%blockRevokedEvery == 0
 	var out []policy.BlockReturn
@@ -685,7 +722,7 @@ func (t *blockTable) sweep(now time.Time) {
 				if checkRevoked {
 					revoked, _ = t.view.IsRevoked(lb.key, now)
 				}
-				if revoked || now.Sub(e.idleSince()) >= blockIdle {
+				if revoked || ns-e.idleSince() >= int64(blockIdle) {
 					out = e.detach().pieces(lb.key, out)
 				}
 			}
@@ -706,7 +743,7 @@ func (t *blockTable) sweep(now time.Time) {
 		}
 		if uint64(i)%blockForgetEvery == n%blockForgetEvery {
 			for k, e := range s.m {
-				if !e.reserving && !e.listed && !e.holds() && now.Sub(e.lastSeen) >= blockEntryIdle {
+				if !e.reserving && !e.listed && !e.holds() && ns-e.lastSeen >= int64(blockEntryIdle) {
 					delete(s.m, k)
 					t.count.Add(-1)
 				}
@@ -734,8 +771,8 @@ func (t *blockTable) close(timeout time.Duration) {
 		for i := range t.shards {
 			s := &t.shards[i]
 			s.mu.Lock()
-			for k, e := range s.m {
-				out = e.detach().pieces(k, out)
+			for _, e := range s.m {
+				out = e.detach().pieces(e.key, out)
 			}
 			s.mu.Unlock()
 		}

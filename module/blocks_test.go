@@ -300,16 +300,16 @@ func TestTheRateEstimateCountsTheLastSecond(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	var r int64
 	for i := range 100 {
-		r, _ = e.hit(now.Add(time.Duration(i) * 10 * time.Millisecond))
+		r, _ = e.hit(now.Add(time.Duration(i) * 10 * time.Millisecond).UnixNano())
 	}
 	if r != 100 {
 		t.Fatalf("after 100 requests in a second the rate is %d", r)
 	}
 	// Half a second on, half of the last window still counts.
-	if r, _ = e.hit(now.Add(1500 * time.Millisecond)); r < 45 || r > 55 {
+	if r, _ = e.hit(now.Add(1500 * time.Millisecond).UnixNano()); r < 45 || r > 55 {
 		t.Errorf("rate %d half a window later, want about 51", r)
 	}
-	if r, _ = e.hit(now.Add(10 * time.Second)); r != 1 {
+	if r, _ = e.hit(now.Add(10 * time.Second).UnixNano()); r != 1 {
 		t.Errorf("rate %d after a long pause, want 1", r)
 	}
 }

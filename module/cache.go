@@ -52,13 +52,16 @@ type cacheShard struct {
 }
 
 // cacheEntry is one verified token, held in the shard's slice itself (no
-// allocation of its own): 72 bytes beside the license.
+// allocation of its own): 80 bytes beside the license.
 type cacheEntry struct {
 	h       [32]byte
 	lic     *policy.License
 	kid     string
 	expires int64  // unix nanoseconds: when the token must be verified again
 	keys    uint64 // the version of the key sets it was verified with (keyBindings.version)
+	// keyHash is licenseKeyHash of the license's key, for the credit
+	// blocks: computed once here, not on every request.
+	keyHash uint64
 }
 
 func newTokenCache(size int) *tokenCache {
@@ -112,8 +115,9 @@ func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, keys uint6
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	kh := licenseKeyHash(licenseKey(lic))
 	if i, ok := s.index[indexKey(&h)]; ok {
-		s.entries[i] = cacheEntry{h: h, lic: lic, kid: kid, expires: exp, keys: keys}
+		s.entries[i] = cacheEntry{h: h, lic: lic, kid: kid, expires: exp, keys: keys, keyHash: kh}
 		s.soonest = min(s.soonest, exp)
 		return
 	}
@@ -127,7 +131,7 @@ func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, keys uint6
 		s.soonest = exp
 	}
 	s.index[indexKey(&h)] = int32(len(s.entries))
-	s.entries = append(s.entries, cacheEntry{h: h, lic: lic, kid: kid, expires: exp, keys: keys})
+	s.entries = append(s.entries, cacheEntry{h: h, lic: lic, kid: kid, expires: exp, keys: keys, keyHash: kh})
 }
 
 // sweep drops every entry due at now (unix ns) and learns the new

@@ -64,7 +64,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if lic.HasCredits || lic.Seats > 0 || lic.CountKey != "" {
 		var rej *policy.Reject
 		var failedOpen bool
-		refund, failedOpen, rej = g.charge(r, lic, q.Hardware, now, info)
+		refund, failedOpen, rej = g.charge(r, ent, q.Hardware, now, info)
 		if rej != nil {
 			return g.deny(w, r, next, repl, ent, rej, now)
 		}
@@ -105,7 +105,8 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // voids the id in the background, so the request, answered 503 or passed
 // by fail_open, is never charged (see policy.Undo); a block it asked for
 // is given back with it.
-func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now time.Time, info *licenseInfo) (chargeRefund, bool, *policy.Reject) {
+func (g *Gate) charge(r *http.Request, ent verified, hardware string, now time.Time, info *licenseInfo) (chargeRefund, bool, *policy.Reject) {
+	lic := ent.lic
 	if lic.CountKey == "" {
 		return chargeRefund{}, false, policy.Rejectf(policy.CodeNotAuthorized,
 			"the token limits credits or seats but has no %s claim to count them by", g.verifier.names.CreditsKey)
@@ -113,21 +114,24 @@ func (g *Gate) charge(r *http.Request, lic *policy.License, hardware string, now
 	if rej, done := g.revokedInProcess(lic, now); done {
 		return chargeRefund{}, false, rej
 	}
-	c := policy.Charge{Key: licenseKey(lic), Cost: g.cost, Limit: -1, Seats: lic.Seats, Hardware: hardware,
-		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now}
+	key, limit := licenseKey(lic), int64(-1)
 	if lic.HasCredits {
-		c.Limit = lic.Credits
+		limit = lic.Credits
 	}
 	var ask chargeAsk
 	var plan blockPlan
 	if g.blocks != nil {
-		ask = chargeAsk{key: c.Key, cost: c.Cost, limit: c.Limit, seats: c.Seats, hw: hardware, fresh: g.seatFresh, now: now}
+		ask = chargeAsk{key: key, hash: ent.keyHash, cost: g.cost, limit: limit, seats: lic.Seats, hw: hardware, fresh: g.seatFresh, now: now}
 		var served bool
 		if plan, served = g.chargeFromBlock(&ask); served {
-			return g.servedFromBlock(lic, c.Key, plan, info), false, nil
+			return g.servedFromBlock(lic, key, plan, info), false, nil
 		}
-		c.Block, c.EndBlock = plan.ask, plan.end
 	}
+	// Built only now: the store's Charge takes it by pointer, which puts
+	// it on the heap, and a request served from a block needs none.
+	c := policy.Charge{Key: key, Cost: g.cost, Limit: limit, Seats: lic.Seats, Hardware: hardware,
+		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now,
+		Block: plan.ask, EndBlock: plan.end}
 	if !g.storeInProcess {
 		// Only a store across a network can lose a reply; the in-process
 		// store answers every call, so its charges need no id to void.

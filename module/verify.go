@@ -59,9 +59,10 @@ type verifier struct {
 // (nil unless the signature held) and what the log and the placeholders
 // need.
 type verified struct {
-	lic   *policy.License
-	kid   string
-	token string // the request's token when lic is set, for placeholders of claims lic did not keep
+	lic     *policy.License
+	kid     string
+	token   string // the request's token when lic is set, for placeholders of claims lic did not keep
+	keyHash uint64 // licenseKeyHash of lic's key when the cache knew it; 0: not computed
 }
 
 // tokenHash keys the verified-token cache. The token is copied into a
@@ -85,7 +86,7 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (verif
 	if m := ref.find(tok); m != nil {
 		if now.UnixNano() <= m.expires {
 			cacheHits.Inc()
-			return verified{lic: m.lic, kid: m.kid, token: tok}, nil
+			return verified{lic: m.lic, kid: m.kid, token: tok, keyHash: m.keyHash}, nil
 		}
 		h = m.h
 	} else {
@@ -94,7 +95,7 @@ func (v *verifier) verify(ctx context.Context, tok string, now time.Time) (verif
 	if e, ok := v.cache.find(h); ok && (now.UnixNano() <= e.expires || v.renew(h, &e, now)) {
 		cacheHits.Inc()
 		ref.offer(tok, h, &e)
-		return verified{lic: e.lic, kid: e.kid, token: tok}, nil
+		return verified{lic: e.lic, kid: e.kid, token: tok, keyHash: e.keyHash}, nil
 	}
 	// The shared verification may wait for a key set's first load on
 	// behalf of every request that waits for it: one client hanging up
