@@ -3,7 +3,6 @@ package module
 import (
 	"context"
 	"errors"
-	"hash/maphash"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -116,7 +115,7 @@ type blockTable struct {
 
 type blockShard struct {
 	mu sync.Mutex
-	// m is keyed by the license key's hash (licenseKeyHash), which the
+	// m is keyed by the license key's hash (policy.KeyHash), which the
 	// verified-token cache keeps beside each token: a request's lookup
 	// then neither reads nor hashes the key's bytes. Two keys of one hash
 	// (2⁻⁶⁴ a pair) share nothing: the entry holds its key, and the
@@ -204,13 +203,6 @@ func (t *blockTable) sweeper() {
 	}
 }
 
-// licenseKeySeed seeds licenseKeyHash, for the life of the process: the
-// verified-token cache and every block table hash alike.
-var licenseKeySeed = maphash.MakeSeed()
-
-// licenseKeyHash keys a license's entry in a block table.
-func licenseKeyHash(key policy.LicenseKey) uint64 { return maphash.Comparable(licenseKeySeed, key) }
-
 // shard is the shard of the license key of hash h.
 func (t *blockTable) shard(h uint64) *blockShard {
 	return &t.shards[h%blockShards]
@@ -238,7 +230,7 @@ func (t *blockTable) entry(s *blockShard, key policy.LicenseKey, h uint64, add b
 // chargeAsk is one request's counting request to the table.
 type chargeAsk struct {
 	key   policy.LicenseKey
-	hash  uint64 // licenseKeyHash(key); 0: not computed yet (see keyHash)
+	hash  uint64 // policy.KeyHash(key); 0: not computed yet (see keyHash)
 	cost  int64
 	limit int64 // -1: the token has no credits
 	seats int64
@@ -247,10 +239,10 @@ type chargeAsk struct {
 	now   time.Time
 }
 
-// keyHash is licenseKeyHash(a.key), computed once.
+// keyHash is policy.KeyHash(a.key), computed once.
 func (a *chargeAsk) keyHash() uint64 {
 	if a.hash == 0 {
-		a.hash = licenseKeyHash(a.key)
+		a.hash = policy.KeyHash(a.key)
 	}
 	return a.hash
 }
@@ -558,7 +550,7 @@ func (e *licenseBlock) confirmSeat(hw string, now int64) {
 // refund gives cost back to the block of generation gen when it still
 // lives; false when it does not (the store must refund).
 func (t *blockTable) refund(key policy.LicenseKey, gen uint64, cost int64) bool {
-	h := licenseKeyHash(key)
+	h := policy.KeyHash(key)
 	s := t.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -574,7 +566,7 @@ func (t *blockTable) refund(key policy.LicenseKey, gen uint64, cost int64) bool 
 // drop returns key's block, if any, and waits for the store's answer
 // (the admin API, before it changes the license's credits).
 func (t *blockTable) drop(ctx context.Context, key policy.LicenseKey) {
-	h := licenseKeyHash(key)
+	h := policy.KeyHash(key)
 	s := t.shard(h)
 	s.mu.Lock()
 	r := t.forget(s, key, h)
@@ -587,7 +579,7 @@ func (t *blockTable) drop(ctx context.Context, key policy.LicenseKey) {
 // shard's lock, so that close, which takes every shard's lock, waits
 // for it.
 func (t *blockTable) dropAsync(key policy.LicenseKey) {
-	h := licenseKeyHash(key)
+	h := policy.KeyHash(key)
 	s := t.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()

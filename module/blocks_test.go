@@ -986,3 +986,41 @@ func TestABlockGrantedWhileItsLicenseWasRecalledGoesBackAtOnce(t *testing.T) {
 		t.Error("a request was served from a block given back")
 	}
 }
+
+// A license whose key hash another license's entry holds (forced here
+// through chargeAsk.hash; a real pair is 2⁻⁶⁴) is charged in the store
+// per request, exactly, while the other keeps its block.
+func TestALicenseWhoseKeyHashIsTakenIsChargedPerRequest(t *testing.T) {
+	s := newBlockStore()
+	tb := newTestTable(t, s)
+	now := time.Unix(1_000_000, 0)
+	other := policy.LicenseKey{Issuer: testLicense.Issuer, Key: "other"}
+	a := chargeAsk{key: testLicense, hash: 42, cost: 1, limit: 1 << 40, now: now}
+	b := chargeAsk{key: other, hash: 42, cost: 1, limit: 1 << 40, now: now}
+	tripsA, tripsB := 0, 0
+	for i := range 1000 {
+		a.now = now.Add(time.Duration(i) * time.Millisecond)
+		b.now = a.now
+		for _, c := range []struct {
+			ask   chargeAsk
+			trips *int
+		}{{a, &tripsA}, {b, &tripsB}} {
+			ok, trip, _ := request(t, tb, s, c.ask)
+			if !ok {
+				t.Fatalf("request %d of %s refused", i, c.ask.key.Key)
+			}
+			if trip {
+				*c.trips++
+			}
+		}
+	}
+	if tripsA*50 > 1000 || tripsB != 1000 {
+		t.Errorf("store round trips: %d for the first license, %d for the other; want at most 20 and 1000", tripsA, tripsB)
+	}
+	tb.close(time.Second)
+	for _, key := range []policy.LicenseKey{testLicense, other} {
+		if used, leased := s.counts(key); used != 1000 || leased != 0 {
+			t.Errorf("%s: the store holds used %d, leased %d; want 1000 and 0", key.Key, used, leased)
+		}
+	}
+}

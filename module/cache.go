@@ -59,8 +59,9 @@ type cacheEntry struct {
 	kid     string
 	expires int64  // unix nanoseconds: when the token must be verified again
 	keys    uint64 // the version of the key sets it was verified with (keyBindings.version)
-	// keyHash is licenseKeyHash of the license's key, for the credit
-	// blocks: computed once here, not on every request.
+	// keyHash is policy.KeyHash of the license's key, for the credit
+	// blocks and the in-memory store: computed once here, not on every
+	// request.
 	keyHash uint64
 }
 
@@ -115,7 +116,7 @@ func (c *tokenCache) put(h [32]byte, lic *policy.License, kid string, keys uint6
 	s := c.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kh := licenseKeyHash(licenseKey(lic))
+	kh := policy.KeyHash(licenseKey(lic))
 	if i, ok := s.index[indexKey(&h)]; ok {
 		s.entries[i] = cacheEntry{h: h, lic: lic, kid: kid, expires: exp, keys: keys, keyHash: kh}
 		s.soonest = min(s.soonest, exp)

@@ -118,10 +118,9 @@ func (g *Gate) charge(r *http.Request, ent verified, hardware string, now time.T
 	if lic.HasCredits {
 		limit = lic.Credits
 	}
-	var ask chargeAsk
+	ask := chargeAsk{key: key, hash: ent.keyHash, cost: g.cost, limit: limit, seats: lic.Seats, hw: hardware, fresh: g.seatFresh, now: now}
 	var plan blockPlan
 	if g.blocks != nil {
-		ask = chargeAsk{key: key, hash: ent.keyHash, cost: g.cost, limit: limit, seats: lic.Seats, hw: hardware, fresh: g.seatFresh, now: now}
 		var served bool
 		if plan, served = g.chargeFromBlock(&ask); served {
 			return g.servedFromBlock(lic, key, plan, info), false, nil
@@ -129,7 +128,7 @@ func (g *Gate) charge(r *http.Request, ent verified, hardware string, now time.T
 	}
 	// Built only now: the store's Charge takes it by pointer, which puts
 	// it on the heap, and a request served from a block needs none.
-	c := policy.Charge{Key: key, Cost: g.cost, Limit: limit, Seats: lic.Seats, Hardware: hardware,
+	c := policy.Charge{Key: key, KeyHash: ask.hash, Cost: g.cost, Limit: limit, Seats: lic.Seats, Hardware: hardware,
 		SessionTTL: g.sessionTTL, Expires: lic.Expires.Add(g.rules.Leeway), Now: now,
 		Block: plan.ask, EndBlock: plan.end}
 	if !g.storeInProcess {

@@ -62,7 +62,7 @@ type verified struct {
 	lic     *policy.License
 	kid     string
 	token   string // the request's token when lic is set, for placeholders of claims lic did not keep
-	keyHash uint64 // licenseKeyHash of lic's key when the cache knew it; 0: not computed
+	keyHash uint64 // policy.KeyHash of lic's key when the cache knew it; 0: not computed
 }
 
 // tokenHash keys the verified-token cache. The token is copied into a

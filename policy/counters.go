@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"time"
 )
 
@@ -15,12 +16,24 @@ type LicenseKey struct {
 	Key    string
 }
 
+// keySeed seeds KeyHash for the life of the process.
+var keySeed = maphash.MakeSeed()
+
+// KeyHash is a hash of key, the same for the life of the process (and
+// different in each). A caller that sees a license often can compute it
+// once and pass it with each charge (Charge.KeyHash), so that a store
+// keyed by it finds the license without reading the key's bytes again.
+func KeyHash(key LicenseKey) uint64 { return maphash.Comparable(keySeed, key) }
+
 // Charge is one request's counting work: check revocation, take a seat
 // and charge credits, atomically.
 type Charge struct {
 	// Key identifies the license in the store. Revocation is looked up
 	// under the same key.
 	Key LicenseKey
+	// KeyHash is KeyHash(Key), or 0 when the caller did not compute it
+	// (a store that wants it then does). Anything else is a caller's bug.
+	KeyHash uint64
 	// Cost is the number of credits the request costs (≥ 0).
 	Cost int64
 	// Limit is the token's credits, or -1 when the token has none (then

@@ -69,10 +69,10 @@ func (b *leaseBook) empty(now time.Time) bool {
 // store answers every call, so no take is ever in doubt and none needs
 // undoing.
 func (m *Memory) TakeLeases(_ context.Context, r *LeaseRequest) ([]LeaseResult, error) {
-	s := m.shard(r.License)
+	s, h := m.shard(r.License)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(r.License, r.Now, true)
+	e := s.entry(h, r.License, r.Now, true)
 	out := make([]LeaseResult, len(r.Items))
 	if e.revokedUntil.After(r.Now) {
 		for i := range out {
@@ -149,10 +149,10 @@ func (m *Memory) TakeLeases(_ context.Context, r *LeaseRequest) ([]LeaseResult, 
 
 // ReleaseLease implements Leases.
 func (m *Memory) ReleaseLease(_ context.Context, license LicenseKey, id string, now time.Time) (Lease, bool, error) {
-	s := m.shard(license)
+	s, h := m.shard(license)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(license, now, false)
+	e := s.entry(h, license, now, false)
 	if e == nil || e.leases == nil {
 		return Lease{}, false, nil
 	}
@@ -172,10 +172,10 @@ func (m *Memory) ReleaseLease(_ context.Context, license LicenseKey, id string, 
 // LiveLeases implements Leases. The leases are ordered by device, then
 // item.
 func (m *Memory) LiveLeases(_ context.Context, license LicenseKey, now time.Time) ([]Lease, error) {
-	s := m.shard(license)
+	s, h := m.shard(license)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(license, now, false)
+	e := s.entry(h, license, now, false)
 	if e == nil || e.leases == nil {
 		return nil, nil
 	}

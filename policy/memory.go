@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -14,24 +13,32 @@ const memoryShards = 64
 // Sweep periodically (or Close never: it owns no goroutine) to drop
 // expired entries.
 type Memory struct {
-	seed   maphash.Seed
 	shards [memoryShards]memoryShard
 }
 
 type memoryShard struct {
-	mu      sync.Mutex
-	entries map[LicenseKey]*memoryEntry
+	mu sync.Mutex
+	// entries is keyed by the license key's KeyHash, so that a charge
+	// carrying it (Charge.KeyHash) finds its entry without reading the
+	// key's bytes, in a map whose slots are 16 bytes. A key whose hash
+	// another key's entry holds (2⁻⁶⁴ a pair) is kept in overflow.
+	entries  map[uint64]*memoryEntry
+	overflow map[LicenseKey]*memoryEntry
 }
 
+// memoryEntry is one license's counters. What a charge of credits reads
+// comes first: with many licenses, an entry is rarely in the CPU's
+// caches.
 type memoryEntry struct {
 	used         int64
+	limit        int64 // credits of the last token charged, for Usage
+	hasLimit     bool
+	seats        map[string]time.Time // hardware id -> last seen
 	usedExpires  time.Time
 	revokedUntil time.Time
-	seats        map[string]time.Time // hardware id -> last seen
 	seatsExpires time.Time
 	seatTTL      time.Duration // the SessionTTL of the last seat taken
-	limit        int64         // credits of the last token charged, for Usage
-	hasLimit     bool
+	key          LicenseKey
 	// reqs are the request ids charged or undone within UndoWindow, and
 	// reqOrder the same ids in the order they came, to forget them.
 	reqs     map[string]requestRecord
@@ -78,21 +85,32 @@ func (e *memoryEntry) rememberRequest(id string, r requestRecord) {
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	m := &Memory{seed: maphash.MakeSeed()}
+	m := &Memory{}
 	for i := range m.shards {
-		m.shards[i].entries = make(map[LicenseKey]*memoryEntry)
+		m.shards[i].entries = make(map[uint64]*memoryEntry)
 	}
 	return m
 }
 
-func (m *Memory) shard(key LicenseKey) *memoryShard {
-	return &m.shards[maphash.Comparable(m.seed, key)%memoryShards]
+// shard is the shard of key, and key's KeyHash.
+func (m *Memory) shard(key LicenseKey) (*memoryShard, uint64) {
+	h := KeyHash(key)
+	return &m.shards[h%memoryShards], h
 }
 
-// entry returns key's entry, creating it when create is true. It forgets
-// parts that have lapsed. The shard must be locked.
-func (s *memoryShard) entry(key LicenseKey, now time.Time, create bool) *memoryEntry {
-	e := s.entries[key]
+// find returns the entry of key (h its KeyHash), nil when none. The
+// shard must be locked.
+func (s *memoryShard) find(h uint64, key LicenseKey) *memoryEntry {
+	if e := s.entries[h]; e != nil && e.key == key {
+		return e
+	}
+	return s.overflow[key]
+}
+
+// entry returns key's entry (h its KeyHash), creating it when create is
+// true. It forgets parts that have lapsed. The shard must be locked.
+func (s *memoryShard) entry(h uint64, key LicenseKey, now time.Time, create bool) *memoryEntry {
+	e := s.find(h, key)
 	if e != nil {
 		if !e.usedExpires.IsZero() && now.After(e.usedExpires) {
 			e.used, e.usedExpires, e.hasLimit = 0, time.Time{}, false
@@ -108,18 +126,29 @@ func (s *memoryShard) entry(key LicenseKey, now time.Time, create bool) *memoryE
 		}
 	}
 	if e == nil && create {
-		e = &memoryEntry{}
-		s.entries[key] = e
+		e = &memoryEntry{key: key}
+		if s.entries[h] == nil {
+			s.entries[h] = e
+		} else {
+			if s.overflow == nil {
+				s.overflow = map[LicenseKey]*memoryEntry{}
+			}
+			s.overflow[key] = e
+		}
 	}
 	return e
 }
 
 // Charge implements Counters.
 func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
-	s := m.shard(c.Key)
+	h := c.KeyHash
+	if h == 0 {
+		h = KeyHash(c.Key)
+	}
+	s := &m.shards[h%memoryShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(c.Key, c.Now, true)
+	e := s.entry(h, c.Key, c.Now, true)
 	if c.Request != "" {
 		e.forgetRequests(c.Now)
 		if _, seen := e.reqs[c.Request]; seen {
@@ -181,10 +210,10 @@ func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
 
 // Refund implements Counters.
 func (m *Memory) Refund(_ context.Context, key LicenseKey, cost int64) error {
-	s := m.shard(key)
+	s, h := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.entries[key]; e != nil {
+	if e := s.find(h, key); e != nil {
 		e.used -= cost
 	}
 	return nil
@@ -193,10 +222,10 @@ func (m *Memory) Refund(_ context.Context, key LicenseKey, cost int64) error {
 // Undo implements Counters. Memory keeps request ids by id alone, so it
 // ignores u.Charged.
 func (m *Memory) Undo(_ context.Context, u *Undo) error {
-	s := m.shard(u.Key)
+	s, h := m.shard(u.Key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(u.Key, u.Now, true)
+	e := s.entry(h, u.Key, u.Now, true)
 	if u.Request == "" {
 		// A charge without an id (the caller saw its reply): a refund.
 		if u.Ran && e.hasLimit {
@@ -234,19 +263,19 @@ func (m *Memory) Revoke(_ context.Context, key LicenseKey, until time.Time) erro
 	if until.After(MaxTime) {
 		return ErrOutOfRange
 	}
-	s := m.shard(key)
+	s, h := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.entry(key, time.Now(), true).revokedUntil = until
+	s.entry(h, key, time.Now(), true).revokedUntil = until
 	return nil
 }
 
 // Unrevoke implements Counters.
 func (m *Memory) Unrevoke(_ context.Context, key LicenseKey) error {
-	s := m.shard(key)
+	s, h := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e := s.entries[key]; e != nil {
+	if e := s.find(h, key); e != nil {
 		e.revokedUntil = time.Time{}
 	}
 	return nil
@@ -254,11 +283,11 @@ func (m *Memory) Unrevoke(_ context.Context, key LicenseKey) error {
 
 // Usage implements Counters.
 func (m *Memory) Usage(_ context.Context, key LicenseKey, now time.Time) (Usage, error) {
-	s := m.shard(key)
+	s, h := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := Usage{Issuer: key.Issuer, Key: key.Key}
-	if e := s.entry(key, now, false); e != nil {
+	if e := s.entry(h, key, now, false); e != nil {
 		u.Used = e.used
 		if e.hasLimit {
 			u.SetLimit(e.limit)
@@ -277,10 +306,10 @@ func (m *Memory) Usage(_ context.Context, key LicenseKey, now time.Time) (Usage,
 
 // AdjustCredits implements Counters.
 func (m *Memory) AdjustCredits(_ context.Context, key LicenseKey, add int64, reset bool, expires time.Time) (int64, error) {
-	s := m.shard(key)
+	s, h := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entry(key, time.Now(), true)
+	e := s.entry(h, key, time.Now(), true)
 	base := e.used
 	if reset {
 		base = 0
@@ -303,15 +332,26 @@ func (m *Memory) Sweep(now time.Time) int {
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
-		for k := range s.entries {
-			e := s.entry(k, now, false)
-			e.forgetRequests(now)
-			if e.used == 0 && e.revokedUntil.IsZero() && e.seats == nil && e.reqs == nil && e.leases.empty(now) {
-				delete(s.entries, k)
+		for h, e := range s.entries {
+			if s.sweep(h, e, now) {
+				delete(s.entries, h)
 			}
 		}
-		n += len(s.entries)
+		for k, e := range s.overflow {
+			if s.sweep(KeyHash(k), e, now) {
+				delete(s.overflow, k)
+			}
+		}
+		n += len(s.entries) + len(s.overflow)
 		s.mu.Unlock()
 	}
 	return n
+}
+
+// sweep forgets what lapsed in e (h its key's KeyHash) and reports
+// whether e holds nothing current at now; the shard is locked.
+func (s *memoryShard) sweep(h uint64, e *memoryEntry, now time.Time) bool {
+	s.entry(h, e.key, now, false)
+	e.forgetRequests(now)
+	return e.used == 0 && e.revokedUntil.IsZero() && e.seats == nil && e.reqs == nil && e.leases.empty(now)
 }

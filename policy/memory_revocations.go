@@ -5,10 +5,10 @@ import "time"
 // IsRevoked implements RevocationView: the in-memory store holds every
 // revocation itself, so it always knows. It creates no entry.
 func (m *Memory) IsRevoked(key LicenseKey, now time.Time) (revoked, known bool) {
-	s := m.shard(key)
+	s, h := m.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.entries[key]
+	e := s.find(h, key)
 	return e != nil && e.revokedUntil.After(now), true
 }
 
