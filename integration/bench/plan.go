@@ -195,7 +195,7 @@ func (p *plan) measureTime(o *options) time.Duration {
 		d += time.Duration(len(g.insts)) * o.warmup
 		for r := 1; r <= g.rounds; r++ {
 			for _, in := range g.order(r) {
-				d += run + o.leadFor(in)
+				d += run + o.leadFor(in, g.w)
 			}
 		}
 	}

@@ -89,7 +89,7 @@ const (
 // time of every process, the cache hits, and for the hot token that the
 // gate charged every request exactly once.
 func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round int, d time.Duration) (result, error) {
-	if lead := b.o.leadFor(in); lead > 0 {
+	if lead := b.o.leadFor(in, w); lead > 0 {
 		r, err := b.wrkRun(ctx, in, w, lead)
 		if err != nil {
 			return result{}, fmt.Errorf("lead-in: %w", err)
@@ -154,9 +154,12 @@ func (b *bench) runOnce(ctx context.Context, in *instance, w *workload, round in
 	return r, nil
 }
 
-// leadFor is the lead-in before each measured run of in.
-func (o *options) leadFor(in *instance) time.Duration {
-	if in.store == "redis" {
+// leadFor is the lead-in before each measured run of in with w.
+func (o *options) leadFor(in *instance, w *workload) time.Duration {
+	switch {
+	case in.store == "redis" && w.pool > 0:
+		return o.leadInPool
+	case in.store == "redis":
 		return o.leadInRedis
 	}
 	return o.leadIn
