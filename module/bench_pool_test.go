@@ -22,7 +22,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/licensegate/licensegate/internal/testredis"
 	"github.com/licensegate/licensegate/policy"
 )
 
@@ -308,15 +307,7 @@ func BenchmarkServeHTTPCreditsPool(b *testing.B) {
 			}
 		}
 	})
-	for _, st := range []struct {
-		name  string
-		store func(b *testing.B) *StoreConfig
-	}{
-		{"memory", func(*testing.B) *StoreConfig { return nil }},
-		{"redis", func(b *testing.B) *StoreConfig {
-			return &StoreConfig{Type: "redis", Addresses: []string{testredis.Start(b).Addr()}}
-		}},
-	} {
+	for _, st := range benchStores {
 		b.Run(st.name, func(b *testing.B) {
 			toks := tokens(b)
 			f := newBenchFixtureStore(b, st.store(b)) // after the pool: the key is the pool's

@@ -124,13 +124,7 @@ type blockShard struct {
 	// live lists the entries that hold a block or an ended one (and maybe
 	// some that no longer do, dropped by the next sweep), so that a sweep
 	// visits those, not every license the shard knows.
-	live []liveBlock
-}
-
-// liveBlock is an entry of blockShard.live.
-type liveBlock struct {
-	key policy.LicenseKey
-	e   *licenseBlock
+	live []*licenseBlock
 }
 
 // licenseBlock is one license's state at this gateway; its shard's lock
@@ -206,6 +200,13 @@ func (t *blockTable) sweeper() {
 // shard is the shard of the license key of hash h.
 func (t *blockTable) shard(h uint64) *blockShard {
 	return &t.shards[h%blockShards]
+}
+
+// locate is key's shard and policy.KeyHash, for the calls that come
+// without the hash (refunds, drops).
+func (t *blockTable) locate(key policy.LicenseKey) (*blockShard, uint64) {
+	h := policy.KeyHash(key)
+	return t.shard(h), h
 }
 
 // entry is key's state (h its hash), made when add is set and the table
@@ -442,7 +443,7 @@ func (t *blockTable) finish(a *chargeAsk, p blockPlan, res policy.Result, err er
 		// see it.
 		if e.holds() && !e.listed {
 			e.listed = true
-			s.live = append(s.live, liveBlock{a.key, e})
+			s.live = append(s.live, e)
 		}
 	}()
 	if err != nil && !sent {
@@ -550,8 +551,7 @@ func (e *licenseBlock) confirmSeat(hw string, now int64) {
 // refund gives cost back to the block of generation gen when it still
 // lives; false when it does not (the store must refund).
 func (t *blockTable) refund(key policy.LicenseKey, gen uint64, cost int64) bool {
-	h := policy.KeyHash(key)
-	s := t.shard(h)
+	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := t.entry(s, key, h, false)
@@ -566,8 +566,7 @@ func (t *blockTable) refund(key policy.LicenseKey, gen uint64, cost int64) bool 
 // drop returns key's block, if any, and waits for the store's answer
 // (the admin API, before it changes the license's credits).
 func (t *blockTable) drop(ctx context.Context, key policy.LicenseKey) {
-	h := policy.KeyHash(key)
-	s := t.shard(h)
+	s, h := t.locate(key)
 	s.mu.Lock()
 	r := t.forget(s, key, h)
 	s.mu.Unlock()
@@ -579,8 +578,7 @@ func (t *blockTable) drop(ctx context.Context, key policy.LicenseKey) {
 // shard's lock, so that close, which takes every shard's lock, waits
 // for it.
 func (t *blockTable) dropAsync(key policy.LicenseKey) {
-	h := policy.KeyHash(key)
-	s := t.shard(h)
+	s, h := t.locate(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t.returnLater(key, t.forget(s, key, h))
@@ -707,22 +705,21 @@ func (t *blockTable) sweep(now time.Time) {
 		s := &t.shards[i]
 		s.mu.Lock()
 		kept := s.live[:0]
-		for _, lb := range s.live {
-			e := lb.e
+		for _, e := range s.live {
 			if !e.reserving && e.holds() {
 				revoked := false
 				if checkRevoked {
-					revoked, _ = t.view.IsRevoked(lb.key, now)
+					revoked, _ = t.view.IsRevoked(e.key, now)
 				}
 				if revoked || ns-e.idleSince() >= int64(blockIdle) {
-					out = e.detach().pieces(lb.key, out)
+					out = e.detach().pieces(e.key, out)
 				}
 			}
 			// An entry with a reservation in flight stays (its charge will
 			// likely bring a block); finish lists any other entry that
 			// comes to hold one.
 			if e.holds() || e.reserving {
-				kept = append(kept, lb)
+				kept = append(kept, e)
 			} else {
 				e.listed = false
 			}

@@ -95,8 +95,11 @@ func NewMemory() *Memory {
 // shard is the shard of key, and key's KeyHash.
 func (m *Memory) shard(key LicenseKey) (*memoryShard, uint64) {
 	h := KeyHash(key)
-	return &m.shards[h%memoryShards], h
+	return m.shardAt(h), h
 }
+
+// shardAt is the shard of the license key of KeyHash h.
+func (m *Memory) shardAt(h uint64) *memoryShard { return &m.shards[h%memoryShards] }
 
 // find returns the entry of key (h its KeyHash), nil when none. The
 // shard must be locked.
@@ -145,7 +148,7 @@ func (m *Memory) Charge(_ context.Context, c *Charge) (Result, error) {
 	if h == 0 {
 		h = KeyHash(c.Key)
 	}
-	s := &m.shards[h%memoryShards]
+	s := m.shardAt(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.entry(h, c.Key, c.Now, true)
